@@ -1,0 +1,108 @@
+"""The contract between rules and check types.
+
+A check type is a pure function ``(site, rule) -> Outcome`` over stored snapshots: no
+network, no clock, no database. Rules name a check type and give its parameters; each type
+declares a JSON schema for those parameters so a rule file is validated before it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import regex
+
+if TYPE_CHECKING:
+    from audits.pages import Page, SiteView
+    from audits.rulepack import Rule
+
+STATUSES = ("pass", "fail", "warn", "review", "error", "not_applicable")
+# Hostile text must not make a rule pattern run away (RELIABILITY.md T39).
+REGEX_TIMEOUT_S = 0.5
+
+
+class RuleTimeout(Exception):
+    """A rule pattern took too long on some page text."""
+
+
+@dataclass
+class Outcome:
+    status: str
+    message: str
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # structured results (policy, badge)
+
+
+CheckFn = Callable[["SiteView", "Rule", dict[str, Any]], Outcome]
+
+
+@dataclass(frozen=True)
+class CheckType:
+    name: str
+    params_schema: dict[str, Any]
+    run: CheckFn
+    doc: str
+
+
+CHECKS: dict[str, CheckType] = {}
+
+PATTERNS = {"type": "array", "items": {"type": "string", "minLength": 1}}
+
+
+def check_type(name: str, **properties: Any) -> Callable[[CheckFn], CheckFn]:
+    """Register a check type; ``properties`` is the JSON schema of its parameters."""
+    required = [k.rstrip("_") for k in properties if not k.endswith("_")]
+    schema = {
+        "type": "object",
+        "properties": {
+            "type": {"const": name},
+            **{k.rstrip("_"): v for k, v in properties.items()},
+        },
+        "required": ["type", *required],
+        "additionalProperties": False,
+    }
+
+    def register(fn: CheckFn) -> CheckFn:
+        CHECKS[name] = CheckType(name, schema, fn, (fn.__doc__ or "").strip())
+        return fn
+
+    return register
+
+
+def compile_patterns(patterns: Iterable[str]) -> regex.Pattern[str] | None:
+    """One case-insensitive alternation of a rule's patterns (regex syntax)."""
+    items = [p for p in patterns if p]
+    if not items:
+        return None
+    return regex.compile("|".join(f"(?:{p})" for p in items), regex.IGNORECASE | regex.V0)
+
+
+def search(pattern: regex.Pattern[str] | None, text: str) -> regex.Match[str] | None:
+    if pattern is None or not text:
+        return None
+    try:
+        return pattern.search(text, timeout=REGEX_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise RuleTimeout(f"pattern {pattern.pattern[:80]!r} exceeded {REGEX_TIMEOUT_S}s") from exc
+
+
+def excerpt(text: str, match: regex.Match[str] | None = None, width: int = 160) -> str:
+    """A quote for the evidence: the whole text if short, else a window around the match."""
+    if len(text) <= width or match is None:
+        return text[:width] + ("…" if len(text) > width else "")
+    start = max(0, match.start() - width // 2)
+    end = min(len(text), start + width)
+    return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+
+
+def scoped_pages(site: SiteView, rule: Rule) -> list[Page]:
+    if rule.scope == "homepage":
+        home = site.homepage
+        return [home] if home is not None and home.is_html else []
+    if rule.scope == "policy":
+        from audits.checks.privacy import find_policy
+
+        found = find_policy(site, rule.pack)
+        return [found.page] if found.page is not None else []
+    return site.html_pages()

@@ -1,0 +1,245 @@
+"""Finding the privacy policy like a customer would, and which clauses it covers.
+
+The policy is found once per site (cached on the SiteView) and shared by
+``privacy.policy_present``, the ten ``privacy.clause.*`` rules and the audit's
+``privacy_policy`` summary. A page counts as a policy only if it reads as one: enough text
+speaking of several clause categories, so a privacy-tips blog post or a login page is not
+mistaken for one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import regex
+
+from audits.checks.base import Outcome, check_type, compile_patterns, excerpt, search
+
+if TYPE_CHECKING:
+    from audits.pages import Page, SiteView
+    from audits.rulepack import Pack, Rule
+
+CATEGORIES = (
+    "collection",
+    "purpose",
+    "sharing",
+    "cookies",
+    "retention",
+    "security",
+    "rights",
+    "contact",
+    "children",
+    "changes",
+)
+SENTENCE_END = regex.compile(r"(?<=[。！？；!?;])\s*|(?<=[.])\s+(?=[A-Z0-9\"“(])|\n+")
+CJK = regex.compile(r"\p{Han}")
+HEADING_MAX_CHARS = 16  # a line this short is a heading, not a statement about the clause
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of a policy text, Chinese and English punctuation alike."""
+    out = []
+    for part in SENTENCE_END.split(text):
+        part = " ".join(part.split())
+        if part:
+            out.append(part)
+    return out
+
+
+def is_statement(sentence: str) -> bool:
+    """Long enough to say something (a bare heading like "Cookie 政策" does not)."""
+    if CJK.search(sentence):
+        return len(CJK.findall(sentence)) > HEADING_MAX_CHARS // 2 and len(sentence) > 12
+    return len(sentence.split()) >= 6
+
+
+@dataclass
+class ClauseDetector:
+    patterns: dict[str, regex.Pattern[str]]
+
+    @classmethod
+    def for_pack(cls, pack: Pack) -> ClauseDetector:
+        compiled = {c: compile_patterns(p) for c, p in pack.clauses.items()}
+        return cls({c: p for c, p in compiled.items() if p is not None})
+
+    def classify(self, sentence: str) -> list[str]:
+        if not is_statement(sentence):
+            return []
+        return [c for c in CATEGORIES if c in self.patterns and search(self.patterns[c], sentence)]
+
+    def analyse(self, text: str, max_evidence: int = 3) -> dict[str, list[str]]:
+        """category -> up to ``max_evidence`` sentences that show it ([] when not covered)."""
+        found: dict[str, list[str]] = {c: [] for c in CATEGORIES if c in self.patterns}
+        for sentence in sentences(text):
+            for category in self.classify(sentence):
+                if len(found[category]) < max_evidence:
+                    found[category].append(excerpt(sentence, width=300))
+        return found
+
+
+@dataclass
+class PolicyResult:
+    page: Page | None = None
+    clauses: dict[str, list[str]] = field(default_factory=dict)
+    link: dict[str, Any] | None = None
+    status: str = "fail"
+    message: str = ""
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def clicks_from_home(self) -> int | None:
+        return None if self.page is None else self.page.depth
+
+
+def _link_to(site: SiteView, page: Page) -> dict[str, Any] | None:
+    """The link that led to ``page`` (on its referrer), for the evidence."""
+    if page.referrer is None:
+        return None
+    referrer = site.page_for(page.referrer)
+    if referrer is not None:
+        for link in referrer.links:
+            if link.url in (page.url, page.final_url):
+                return {
+                    "url": referrer.final_url,
+                    "excerpt": link.text[:160],
+                    "selector": link.selector,
+                    "href": link.url,
+                }
+    return {"url": page.referrer, "excerpt": page.link_text[:160]}
+
+
+def find_policy(site: SiteView, pack: Pack) -> PolicyResult:
+    key = f"privacy_policy:{pack.id}"
+    if key not in site.cache:
+        site.cache[key] = _find_policy(site, pack)
+    return site.cache[key]
+
+
+def _find_policy(site: SiteView, pack: Pack) -> PolicyResult:
+    cfg = pack.policy
+    link_text = compile_patterns(cfg.get("link_text", []))
+    link_href = compile_patterns(cfg.get("link_href", []))
+    title = compile_patterns(cfg.get("title", []))
+    decoy = compile_patterns(cfg.get("decoy", []))
+    min_categories = cfg.get("min_categories", 4)
+    min_chars = cfg.get("min_chars", 400)
+    detector = ClauseDetector.for_pack(pack)
+
+    candidates = []
+    for page in site.pages:
+        by_link = bool(search(link_text, page.link_text) or search(link_href, page.url))
+        by_title = page.is_html and bool(search(title, page.title))
+        if by_link or by_title:
+            candidates.append(page)
+    result = PolicyResult()
+    best: tuple[int, int, Page, dict[str, list[str]]] | None = None
+    for page in candidates:
+        reason = None
+        if not page.ok:
+            reason = f"not fetched: {page.error or page.status}"
+        elif "pdf" in page.content_type:
+            reason = "served as PDF (not analysed)"
+        elif not page.is_html:
+            reason = f"not an HTML page ({page.content_type or 'unknown type'})"
+        if reason is not None:
+            result.rejected.append(
+                {
+                    "url": page.url,
+                    "excerpt": page.link_text[:160],
+                    "note": reason,
+                    "depth": page.depth,
+                }
+            )
+            continue
+        clauses = detector.analyse(page.text)
+        covered = sum(1 for v in clauses.values() if v)
+        heading = f"{page.title} {page.link_text}"
+        if (
+            len(page.text) < min_chars
+            or covered < min_categories
+            or (decoy is not None and search(decoy, heading) and covered < min_categories + 2)
+        ):
+            result.rejected.append(
+                {
+                    "url": page.final_url,
+                    "excerpt": (page.link_text or page.title)[:160],
+                    "note": f"does not read as a privacy policy ({covered} of {len(CATEGORIES)} "
+                    f"clause categories, {len(page.text)} characters)",
+                    "depth": page.depth,
+                }
+            )
+            continue
+        rank = (-covered, page.depth)
+        if best is None or rank < (best[0], best[1]):
+            best = (rank[0], rank[1], page, clauses)
+    if best is not None:
+        page, clauses = best[2], best[3]
+        result.page, result.clauses, result.status = page, clauses, "pass"
+        result.link = _link_to(site, page)
+        covered = sum(1 for v in clauses.values() if v)
+        result.message = (
+            f"privacy policy at {page.final_url}, {page.depth} click(s) from the "
+            f"homepage; speaks of {covered} of {len(CATEGORIES)} clause categories"
+        )
+        return result
+    fetch_problems = [
+        r for r in result.rejected if r["note"].startswith(("not fetched", "served as PDF"))
+    ]
+    if fetch_problems:
+        result.status = "review" if fetch_problems[0]["note"].startswith("not fetched") else "warn"
+        result.message = (
+            f"a privacy policy link was found but could not be read: {fetch_problems[0]['note']}"
+        )
+    elif result.rejected:
+        result.message = "links that look like a privacy policy lead to pages that are not one"
+    else:
+        result.message = "no privacy policy link found within two clicks of the homepage"
+    return result
+
+
+@check_type("privacy_policy")
+def privacy_policy(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcome:
+    """A privacy policy a customer can find (within two clicks) that reads as a policy."""
+    found = find_policy(site, rule.pack)
+    evidence: list[dict[str, Any]] = []
+    data: dict[str, Any] = {}
+    if found.page is not None:
+        if found.link:
+            evidence.append(found.link)
+        evidence.append(
+            {
+                "url": found.page.final_url,
+                "excerpt": found.page.title[:160],
+                "clicks_from_home": found.page.depth,
+            }
+        )
+        data = {"url": found.page.final_url, "clicks_from_home": found.page.depth}
+    else:
+        evidence.extend(found.rejected[:3])
+    return Outcome(found.status, found.message, evidence, data)
+
+
+@check_type("privacy_clause", category={"enum": list(CATEGORIES)})
+def privacy_clause(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcome:
+    """Whether the site's privacy policy speaks of one clause category, with the sentences
+    that show it. "We do not share …" still speaks of sharing; a heading alone does not."""
+    category = params["category"]
+    found = find_policy(site, rule.pack)
+    if found.page is None:
+        status = "fail" if found.status == "fail" else found.status
+        return Outcome(
+            status, f"no readable privacy policy, so nothing on {category}: {found.message}"
+        )
+    quotes = found.clauses.get(category, [])
+    if not quotes:
+        return Outcome(
+            "fail",
+            f"the privacy policy at {found.page.final_url} says nothing about {category}",
+            [{"url": found.page.final_url, "excerpt": ""}],
+        )
+    return Outcome(
+        "pass",
+        f"{len(quotes)} sentence(s) on {category}",
+        [{"url": found.page.final_url, "excerpt": q} for q in quotes],
+    )

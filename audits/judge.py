@@ -1,0 +1,192 @@
+"""From stored crawls to stored audits: build the SiteView, evaluate, append the findings.
+
+Nothing here touches the network: an audit is a function of a crawl's snapshots, the rules
+and the registry, so ``reaudit`` can re-judge last month's crawls with new rules.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from audits.engine import evaluate
+from audits.evidence import BlobStore, EvidenceError
+from audits.models import Audit, Certificate, Crawl, Finding, Site, Snapshot, utcnow
+from audits.pages import CertificateInfo, Page, SiteView
+from audits.rulepack import RuleSet
+
+
+def iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def certificate_index(session: Session) -> dict[str, tuple[str, Certificate]]:
+    """cert id -> (domain, certificate) for every certificate in the registry."""
+    rows = session.execute(select(Certificate, Site.domain).join(Site)).all()
+    return {cert.cert_id: (domain, cert) for cert, domain in rows}
+
+
+def site_view(
+    session: Session,
+    crawl: Crawl,
+    blobs: BlobStore,
+    badge_hosts: tuple[str, ...],
+    certs: dict[str, tuple[str, Certificate]] | None = None,
+) -> SiteView:
+    site = crawl.site
+    crawl_date = (crawl.started_at or utcnow()).date()
+    certs = certificate_index(session) if certs is None else certs
+    infos = {
+        cid: CertificateInfo(cid, domain, c.tier, c.effective_status(crawl_date))
+        for cid, (domain, c) in certs.items()
+    }
+    current = site.current_certificate
+    pages = []
+    snapshots = session.scalars(
+        select(Snapshot).where(Snapshot.crawl_id == crawl.id).order_by(Snapshot.id)
+    ).all()
+    for snap in snapshots:
+        body, error = b"", snap.error
+        if snap.content_hash:
+            try:
+                body = blobs.get(snap.content_hash)
+            except EvidenceError:
+                error = error or "evidence_missing"
+        pages.append(
+            Page(
+                url=snap.url,
+                final_url=snap.final_url,
+                status=snap.status,
+                depth=snap.depth,
+                reason=snap.reason,
+                link_text=snap.link_text,
+                referrer=snap.referrer,
+                error=error,
+                headers=snap.headers or {},
+                body=body,
+                snapshot_id=snap.id,
+            )
+        )
+    return SiteView(
+        domain=site.domain,
+        start_url=crawl.start_url,
+        pages=pages,
+        crawl_date=crawl_date,
+        certificate=infos.get(current.cert_id) if current is not None else None,
+        certificates=infos,
+        badge_hosts=badge_hosts,
+    )
+
+
+def judge_crawl(
+    session: Session,
+    crawl_id: int,
+    ruleset: RuleSet,
+    blobs: BlobStore,
+    badge_hosts: tuple[str, ...],
+    *,
+    kind: str = "audit",
+    certs: dict[str, tuple[str, Certificate]] | None = None,
+) -> Audit:
+    crawl = session.get(Crawl, crawl_id, options=[selectinload(Crawl.site)])
+    if crawl is None:
+        raise LookupError(f"no crawl {crawl_id}")
+    started = utcnow()
+    view = site_view(session, crawl, blobs, badge_hosts, certs)
+    evaluation = evaluate(view, ruleset)
+    if crawl.status in ("timed_out", "interrupted", "crashed", "running"):
+        # A crawl that did not finish saw only part of the site: its failures are not
+        # evidence of absence. Keep what passed, mark the rest as errors.
+        for result in evaluation.results:
+            if result.outcome.status in ("fail", "not_applicable"):
+                result.outcome.status = "error"
+                result.outcome.message = (
+                    f"crawl {crawl.status}: not all pages were seen ({result.outcome.message})"
+                )
+    audit = Audit(
+        crawl_id=crawl.id,
+        site_id=crawl.site_id,
+        kind=kind,
+        packs=ruleset.describe(),
+        started_at=crawl.started_at if kind == "audit" else started,
+        score=evaluation.score,
+        reachable=evaluation.reachable,
+        summary=evaluation.summary,
+    )
+    session.add(audit)
+    session.flush()
+    session.add_all(
+        Finding(
+            audit_id=audit.id,
+            rule_id=r.rule.id,
+            pack=r.rule.pack.id,
+            rule_sha256=r.rule.sha256,
+            status=r.outcome.status,
+            severity=r.rule.severity,
+            title=r.rule.title,
+            message=r.outcome.message,
+            evidence=r.outcome.evidence,
+            references=r.rule.references,
+            guidance=r.rule.guidance,
+        )
+        for r in evaluation.results
+    )
+    audit.finished_at = utcnow()
+    session.flush()
+    return audit
+
+
+def _evidence_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "url": item.get("url"),
+        "excerpt": item.get("excerpt", ""),
+        "selector": item.get("selector"),
+        **{k: v for k, v in item.items() if k not in ("url", "excerpt", "selector")},
+    }
+
+
+def finding_document(f: Finding, lang: str = "en") -> dict[str, Any]:
+    return {
+        "rule_id": f.rule_id,
+        "status": f.status,
+        "severity": f.severity,
+        "title": f.title.get(lang) or f.title.get("en", ""),
+        "message": f.message,
+        "evidence": [_evidence_item(e) for e in f.evidence or []],
+        "pack": f.pack,
+        "finding_id": f.id,
+        "references": f.references or [],
+        "guidance": (f.guidance or {}).get(lang) or (f.guidance or {}).get("en", ""),
+    }
+
+
+def audit_document(session: Session, audit: Audit, lang: str = "en") -> dict[str, Any]:
+    """One entry of CONTRACT.md's ``audits`` list."""
+    crawl = audit.crawl
+    findings = session.scalars(
+        select(Finding).where(Finding.audit_id == audit.id).order_by(Finding.id)
+    ).all()
+    summary = audit.summary or {}
+    return {
+        "audit_id": audit.id,
+        "domain": audit.site.domain,
+        "started_at": iso(audit.started_at),
+        "finished_at": iso(audit.finished_at),
+        "pages_fetched": crawl.pages_fetched,
+        "reachable": audit.reachable,
+        "score": audit.score,
+        "findings": [finding_document(f, lang) for f in findings],
+        "privacy_policy": summary.get("privacy_policy"),
+        "badge": summary.get("badge"),
+        "crawl_id": crawl.id,
+        "crawl_status": crawl.status,
+        "kind": audit.kind,
+        "rule_packs": audit.packs,
+    }

@@ -1,0 +1,95 @@
+"""Choosing which links an evaluator would click: hint links first, a few ordinary pages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from w3lib.url import safe_url_string
+
+# Link texts/URL parts every bundled configuration follows; rule packs add their own.
+DEFAULT_HINTS = (
+    "privacy",
+    "个人信息",
+    "隐私",
+    "投诉",
+    "举报",
+    "联系",
+    "关于",
+    "营业执照",
+    "证照",
+    "帮助中心",
+    "帮助",
+    "help",
+    "terms",
+    "协议",
+    "法律",
+    "legal",
+    "contact",
+    "about",
+    "complaint",
+    "policy",
+    "政策",
+    "声明",
+    "规则",
+)
+# Ordinary pages worth sampling for site-wide elements (badge, footer).
+SAMPLE_URL = re.compile(
+    r"product|item|goods|detail|categor|/cat\b|/list|/shop|/p/|/c/|\d{3,}", re.IGNORECASE
+)
+_SKIP_EXT = re.compile(
+    r"\.(?:jpe?g|png|gif|webp|svg|ico|css|js|zip|rar|7z|gz|exe|apk|dmg|mp[34]|avi|mov|woff2?)$",
+    re.IGNORECASE,
+)
+
+
+def compile_hints(hints: Iterable[str]) -> re.Pattern[str]:
+    words = sorted({h.strip() for h in hints if h.strip()}, key=len, reverse=True)
+    return re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE)
+
+
+def normalise_url(base: str, href: str) -> str | None:
+    """Absolute http(s) URL without fragment, or None for anything a crawler must not follow
+    (javascript:, mailto:, data:, file: …)."""
+    href = (href or "").strip()
+    if not href or href.startswith("#"):
+        return None
+    absolute = urljoin(base, href)
+    parts = urlsplit(safe_url_string(absolute))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    path = parts.path or "/"
+    return urlunsplit((parts.scheme, parts.netloc.lower(), path, parts.query, ""))
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def same_site(host: str, domain: str, extra_hosts: set[str]) -> bool:
+    return host == domain or host.endswith("." + domain) or host in extra_hosts
+
+
+@dataclass(frozen=True)
+class Link:
+    url: str
+    text: str
+    hint: bool
+
+
+def extract_links(root, base_url: str, hints: re.Pattern[str]) -> Iterator[Link]:  # type: ignore[no-untyped-def]
+    """Links of an lxml document, with whether text, title or URL match a hint."""
+    for a in root.iter("a"):
+        href = a.get("href")
+        url = normalise_url(base_url, href) if href else None
+        if url is None or _SKIP_EXT.search(urlsplit(url).path):
+            continue
+        text = " ".join("".join(a.itertext()).split())[:200]
+        label = f"{text} {a.get('title') or ''} {a.get('aria-label') or ''}"
+        yield Link(url=url, text=text, hint=bool(hints.search(label) or hints.search(url)))
+
+
+def looks_like_sample(url: str) -> bool:
+    return bool(SAMPLE_URL.search(urlsplit(url).path + "?" + urlsplit(url).query))

@@ -1,0 +1,73 @@
+"""Child-process entry point for one crawl run: ``python -m crawler.run JOB.json``.
+
+A Twisted reactor cannot be restarted, so every run gets a fresh process; the parent (the
+CLI, the scheduler, the web app) reads one JSON line per finished site on our stdout and
+kills us if we exceed the wall-clock limit it chose. Logs go to stderr.
+
+JOB.json: {"db": url, "home": dir, "sites": [{"crawl_id", "domain", "start_url"}],
+           "max_pages": int, "hints": [...], "connect_to": [...], "settings": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from scrapy.crawler import CrawlerProcess
+from scrapy.settings import Settings
+
+from crawler import settings as default_settings
+from crawler.pipelines import SnapshotWriter
+from crawler.spiders.site_audit import SiteAuditSpider
+
+
+def build_settings(job: dict[str, Any]) -> Settings:
+    settings = Settings()
+    settings.setmodule(default_settings, priority="project")
+    settings.set("ECTRUST_CONNECT_TO", list(job.get("connect_to", [])), priority="cmdline")
+    settings.set("ITEM_PIPELINES", {"crawler.pipelines.StorePipeline": 100}, priority="cmdline")
+    for key, value in (job.get("settings") or {}).items():
+        settings.set(key, value, priority="cmdline")
+    return settings
+
+
+def run(job: dict[str, Any]) -> int:
+    # Events are the stdout protocol; the writer must own the real stdout.
+    events = sys.stdout
+    sys.stdout = sys.stderr
+    writer = SnapshotWriter(job["db"], Path(job["home"]), events=events)
+    writer.start()
+    process = CrawlerProcess(build_settings(job), install_root_handler=True)
+    crawler = process.create_crawler(SiteAuditSpider)
+    process.crawl(
+        crawler,
+        sites=job["sites"],
+        max_pages=job.get("max_pages", 30),
+        hints=job.get("hints", []),
+        samples=job.get("samples", 4),
+        writer=writer,
+    )
+    process.start()
+    reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
+    spider = crawler.spider
+    if isinstance(spider, SiteAuditSpider):
+        status = "timed_out" if reason == "closespider_timeout" else "interrupted"
+        for item in spider.unfinished_items(status):
+            writer.submit(item)
+    writer.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m crawler.run JOB.json", file=sys.stderr)
+        return 2
+    job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    return run(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Scrapy settings for ectrust crawls (RELIABILITY.md "Baseline settings").
+
+The crawl runner (crawler/run.py) layers per-run values (page cap, --connect-to, time
+budget) over these.
+"""
+
+BOT_NAME = "ectrust"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+
+USER_AGENT = "ectrust/0.1 (site-compliance audit; +https://github.com/ectrust)"
+ROBOTSTXT_OBEY = True
+
+# Politeness: one or two requests at a time per site, many sites in parallel.
+CONCURRENT_REQUESTS = 64
+CONCURRENT_REQUESTS_PER_DOMAIN = 2
+DOWNLOAD_DELAY = 0.25
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.25
+AUTOTHROTTLE_MAX_DELAY = 10
+AUTOTHROTTLE_TARGET_CONCURRENCY = 1.5
+
+# Limits: nothing a site sends may stall or swamp the run.
+DOWNLOAD_TIMEOUT = 20
+DOWNLOAD_MAXSIZE = 8 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 4 * 1024 * 1024
+DOWNLOAD_FAIL_ON_DATALOSS = True
+REDIRECT_MAX_TIMES = 10
+METAREFRESH_MAXDELAY = 10
+DEPTH_LIMIT = 4
+RETRY_TIMES = 2
+DNS_TIMEOUT = 10
+REACTOR_THREADPOOL_MAXSIZE = 20
+CLOSESPIDER_TIMEOUT = 45 * 60
+URLLENGTH_LIMIT = 2000
+
+# Only HTTP(S); no local files, data:, ftp or s3 (RELIABILITY.md T18).
+DOWNLOAD_HANDLERS = {"file": None, "data": None, "ftp": None, "s3": None}
+TELNETCONSOLE_ENABLED = False
+
+TWISTED_DNS_RESOLVER = "crawler.resolver.PolicyResolver"
+ECTRUST_CONNECT_TO: list[str] = []
+
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawler.robots.RFC9309RobotsMiddleware": 100,
+    # Sites are filtered by the spider itself, before a request is scheduled.
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
+}
+# Every response reaches the spider, so a 404 or 500 page is recorded as evidence.
+HTTPERROR_ALLOW_ALL = True
+COOKIES_ENABLED = False
+LOG_LEVEL = "INFO"
+REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
+FEED_EXPORT_ENCODING = "utf-8"

@@ -1,0 +1,258 @@
+"""The audit spider: looks at a site the way an evaluator would, not a full-site crawl.
+
+For each site: the homepage; links whose text or URL match the rule packs' hints, up to two
+clicks deep; a few ordinary pages (products, categories) to see site-wide elements such as the
+badge and the footer; never more than ``max_pages`` requests. Every request ends in exactly
+one snapshot (a response or a named failure), which is how the spider knows a site is done.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import scrapy
+from scrapy.http import Request, Response, TextResponse
+from twisted.python.failure import Failure
+
+from crawler.failures import classify_exception
+from crawler.links import (
+    DEFAULT_HINTS,
+    compile_hints,
+    extract_links,
+    host_of,
+    looks_like_sample,
+    normalise_url,
+    same_site,
+)
+from crawler.robots import RobotsDenied
+
+logger = logging.getLogger(__name__)
+
+MAX_HINT_DEPTH = 2
+
+
+@dataclass
+class SiteState:
+    crawl_id: int
+    domain: str
+    start_url: str
+    hosts: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
+    scheduled: int = 0
+    outstanding: int = 0
+    samples: int = 0
+    pages: int = 0
+    homepage_error: str | None = None
+    homepage_status: int | None = None
+    done: bool = False
+    skipped_by_cap: int = 0
+
+
+def classify_failure(failure: Failure) -> str:
+    exc = failure.value
+    if isinstance(exc, RobotsDenied):
+        return exc.reason
+    return classify_exception(exc, host_of(failure.request.url))
+
+
+class SiteAuditSpider(scrapy.Spider):
+    name = "site_audit"
+
+    def __init__(
+        self,
+        sites: list[dict[str, Any]] | None = None,
+        max_pages: int = 30,
+        hints: list[str] | None = None,
+        samples: int = 4,
+        writer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.writer = writer  # crawler.pipelines.SnapshotWriter, owned by crawler.run
+        self.max_pages = int(max_pages)
+        self.max_samples = int(samples)
+        self.hints = compile_hints(list(DEFAULT_HINTS) + list(hints or []))
+        self.sites: dict[int, SiteState] = {}
+        for s in sites or []:
+            state = SiteState(
+                crawl_id=int(s["crawl_id"]), domain=s["domain"].lower(), start_url=s["start_url"]
+            )
+            state.hosts.add(host_of(s["start_url"]))
+            self.sites[state.crawl_id] = state
+
+    async def start(self):  # type: ignore[no-untyped-def]
+        for state in self.sites.values():
+            url = normalise_url(state.start_url, state.start_url)
+            if url is None:
+                state.homepage_error = "invalid_url"
+                yield self._done_item(state)
+                continue
+            request = self._request(state, url, depth=0, referrer=None, text="", reason="start")
+            if request is not None:
+                yield request
+
+    # -- scheduling -------------------------------------------------------------------
+    def _request(
+        self,
+        state: SiteState,
+        url: str,
+        *,
+        depth: int,
+        referrer: str | None,
+        text: str,
+        reason: str,
+    ) -> Request | None:
+        if url in state.seen:
+            return None
+        if state.scheduled >= self.max_pages:
+            state.skipped_by_cap += 1
+            return None
+        state.seen.add(url)
+        state.scheduled += 1
+        state.outstanding += 1
+        priority = {"start": 100, "hint": 50 - depth * 10, "sample": 0}.get(reason, 0)
+        return Request(
+            url,
+            callback=self.parse_page,
+            errback=self.on_error,
+            priority=priority,
+            dont_filter=True,  # the spider deduplicates per site itself
+            meta={
+                "crawl_id": state.crawl_id,
+                "depth": depth,
+                "referrer": referrer,
+                "link_text": text,
+                "reason": reason,
+                "download_slot": state.domain,
+            },
+        )
+
+    def _follow(self, state: SiteState, response: Response, depth: int, reason: str):  # type: ignore[no-untyped-def]
+        if not isinstance(response, TextResponse) or depth >= MAX_HINT_DEPTH:
+            return
+        if reason == "sample":
+            return  # ordinary pages are looked at, not explored
+        try:
+            root = response.selector.root
+        except Exception:  # unparseable body: nothing to follow
+            return
+        if root is None or not hasattr(root, "iter"):
+            return
+        hint_links, ordinary = [], []
+        for link in extract_links(root, response.url, self.hints):
+            if not same_site(host_of(link.url), state.domain, state.hosts):
+                continue
+            (hint_links if link.hint else ordinary).append(link)
+        if depth == 0:
+            # Ordinary pages first, within a small budget, so hint links cannot crowd out the
+            # site-wide look at products and categories (badge, footer).
+            budget = min(self.max_samples, max(1, self.max_pages // 6))
+            ordinary.sort(key=lambda link: not looks_like_sample(link.url))
+            for link in ordinary:
+                if state.samples >= budget:
+                    break
+                req = self._request(
+                    state, link.url, depth=1, referrer=response.url, text=link.text, reason="sample"
+                )
+                if req is not None:
+                    state.samples += 1
+                    yield req
+        for link in hint_links:
+            req = self._request(
+                state,
+                link.url,
+                depth=depth + 1,
+                referrer=response.url,
+                text=link.text,
+                reason="hint",
+            )
+            if req is not None:
+                yield req
+
+    # -- callbacks --------------------------------------------------------------------
+    def parse_page(self, response: Response):  # type: ignore[no-untyped-def]
+        meta = response.meta
+        state = self.sites[meta["crawl_id"]]
+        depth = meta["depth"]
+        if depth == 0:
+            state.hosts.add(host_of(response.url))
+            state.homepage_status = response.status
+        state.pages += 1
+        yield self._snapshot_item(state, response.request, response=response)
+        if response.status < 400:
+            yield from self._follow(state, response, depth, meta["reason"])
+        yield from self._settle(state)
+
+    def on_error(self, failure: Failure):  # type: ignore[no-untyped-def]
+        request = failure.request
+        state = self.sites[request.meta["crawl_id"]]
+        error = classify_failure(failure)
+        if request.meta["depth"] == 0:
+            state.homepage_error = error
+        logger.info("%s: %s", request.url, error)
+        yield self._snapshot_item(state, request, error=error)
+        yield from self._settle(state)
+
+    def _settle(self, state: SiteState):  # type: ignore[no-untyped-def]
+        state.outstanding -= 1
+        if state.outstanding == 0 and not state.done:
+            yield self._done_item(state)
+
+    # -- items ------------------------------------------------------------------------
+    def _snapshot_item(
+        self,
+        state: SiteState,
+        request: Request,
+        *,
+        response: Response | None = None,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        meta = request.meta
+        original = (meta.get("redirect_urls") or [request.url])[0]
+        item: dict[str, Any] = {
+            "type": "snapshot",
+            "crawl_id": state.crawl_id,
+            "url": original,
+            "final_url": response.url if response is not None else request.url,
+            "status": response.status if response is not None else None,
+            "headers": {},
+            "body": b"",
+            "depth": meta.get("depth", 0),
+            "referrer": meta.get("referrer"),
+            "link_text": meta.get("link_text", ""),
+            "reason": meta.get("reason", ""),
+            "error": error,
+            "redirects": [*meta.get("redirect_urls", [])],
+            "fetched_at": datetime.now(UTC),
+        }
+        if response is not None:
+            item["headers"] = {
+                k.decode("latin-1").lower(): [v.decode("latin-1") for v in vs]
+                for k, vs in response.headers.items()
+            }
+            item["body"] = response.body
+        return item
+
+    def _done_item(self, state: SiteState, status: str | None = None) -> dict[str, Any]:
+        state.done = True
+        if status is None:
+            status = "unreachable" if state.homepage_error else "finished"
+        return {
+            "type": "crawl_done",
+            "crawl_id": state.crawl_id,
+            "status": status,
+            "pages": state.pages,
+            "stats": {
+                "requests": state.scheduled,
+                "homepage_error": state.homepage_error,
+                "homepage_status": state.homepage_status,
+                "skipped_by_page_cap": state.skipped_by_cap,
+            },
+        }
+
+    def unfinished_items(self, reason: str) -> list[dict[str, Any]]:
+        """Done records for sites still in flight when the spider closes (time budget)."""
+        return [self._done_item(s, status=reason) for s in self.sites.values() if not s.done]

@@ -1,0 +1,569 @@
+"""The ``ectrust`` command (CONTRACT.md: Commands).
+
+Exit status: 0 the command did its job (failing findings are results); 1 with ``--fail-on``
+when findings reach that level, or when ``rules test`` finds disagreements; 2 bad usage or
+bad input, with a message naming what is wrong; 3 the job could not be done.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from audits.db import DatabaseError, Store
+from audits.evidence import BlobStore
+from audits.judge import audit_document, certificate_index, judge_crawl
+from audits.models import Audit, Crawl, Site
+from audits.registry import RegistryError, add_site, import_rows, read_csv, site_record
+from audits.rulepack import RuleFileError, load_rules
+from crawler.netpolicy import ConnectToError, parse_connect_to
+from ectrust.config import Settings
+from ectrust.console import STATUS_STYLE, err, out, print_json, setup_logging
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    help="ectrust: automated site-compliance audits for a trust-seal body.",
+)
+sites_app = typer.Typer(no_args_is_help=True, help="The site registry.")
+rules_app = typer.Typer(no_args_is_help=True, help="Rule packs: validate, list, test.")
+report_app = typer.Typer(no_args_is_help=True, help="Write reports.")
+app.add_typer(sites_app, name="sites")
+app.add_typer(rules_app, name="rules")
+app.add_typer(report_app, name="report")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class BadInput(Exception):
+    """Exit status 2."""
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def command(fn: F) -> F:
+    """Map the domain's exceptions to CONTRACT.md's exit statuses and readable messages."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (RegistryError, RuleFileError) as exc:
+            for problem in exc.problems:
+                err.print(f"[bold red]error:[/] {problem}", highlight=False)
+            raise typer.Exit(2) from exc
+        except (BadInput, ConnectToError) as exc:
+            raise fail(str(exc), 2) from exc
+        except DatabaseError as exc:
+            raise fail(str(exc), 3) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    setup_logging(verbose)
+
+
+def open_store(settings: Settings) -> Store:
+    return Store(settings.db_url)
+
+
+def today() -> Any:
+    return datetime.now(UTC).date()
+
+
+# -- init / sites -----------------------------------------------------------------------
+@app.command()
+@command
+def init() -> None:
+    """Create or upgrade the database."""
+    settings = Settings.from_env()
+    store = open_store(settings)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    out.print(
+        f"database ready: {store.engine.url.render_as_string(hide_password=True)}", highlight=False
+    )
+
+
+@sites_app.command("import")
+@command
+def sites_import(
+    file: Annotated[Path, typer.Argument(help="CSV file (CONTRACT.md columns)")],
+) -> None:
+    """Add or update sites and certificates from a CSV file; all rows or none."""
+    rows = read_csv(file)
+    store = open_store(Settings.from_env())
+    with store.session() as session:
+        counts = import_rows(session, rows, file.name)
+    out.print(
+        f"{len(rows)} rows: {counts.sites_added} sites added, {counts.sites_updated} updated, "
+        f"{counts.sites_unchanged} unchanged; {counts.certificates_added} certificates added, "
+        f"{counts.certificates_changed} changed",
+        highlight=False,
+    )
+
+
+@sites_app.command("add")
+@command
+def sites_add(
+    domain: str,
+    url: Annotated[str, typer.Option("--url", help="Start URL (homepage).")],
+    name: Annotated[str, typer.Option("--name")] = "",
+    industry: Annotated[str, typer.Option("--industry")] = "",
+) -> None:
+    """Register an applicant."""
+    store = open_store(Settings.from_env())
+    with store.session() as session:
+        site = add_site(session, domain, url, name, industry)
+    out.print(f"registered {site.domain} ({site.start_url})", highlight=False)
+
+
+@sites_app.command("list")
+@command
+def sites_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The registry."""
+    store = open_store(Settings.from_env())
+    with store.session() as session:
+        sites = session.scalars(
+            select(Site).options(selectinload(Site.certificates)).order_by(Site.domain)
+        ).all()
+        records = [site_record(s, today()) for s in sites]
+    if as_json:
+        print_json(records)
+        return
+    table = Table("domain", "name", "industry", "status", "certificate", "badge", "valid until")
+    for r in records:
+        table.add_row(
+            r["domain"],
+            r["name"],
+            r["industry"],
+            r["status"],
+            r["certificate_id"] or "",
+            r["badge"] or "",
+            r["valid_until"] or "",
+        )
+    out.print(table)
+
+
+# -- audits -----------------------------------------------------------------------------
+class Render(StrEnum):
+    auto = "auto"
+    never = "never"
+    always = "always"
+
+
+class FailOn(StrEnum):
+    error = "error"
+    warning = "warning"
+
+
+class Lang(StrEnum):
+    en = "en"
+    zh = "zh"
+
+
+FAIL_LEVELS = {FailOn.error: {"fail", "error"}, FailOn.warning: {"fail", "error", "warn", "review"}}
+
+
+def _scrapy_overrides(values: list[str]) -> dict[str, Any]:
+    import json
+
+    parsed = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isupper():
+            raise BadInput(
+                f"--setting {item!r}: expected NAME=VALUE with an upper-case Scrapy setting name"
+            )
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
+def _print_audits(docs: list[dict[str, Any]]) -> None:
+    table = Table(
+        "audit",
+        "domain",
+        "reachable",
+        "pages",
+        "score",
+        "pass",
+        "fail",
+        "other",
+        "privacy policy",
+        "badge",
+    )
+    for d in docs:
+        statuses = [f["status"] for f in d["findings"]]
+        policy = d["privacy_policy"]
+        table.add_row(
+            str(d["audit_id"]),
+            d["domain"],
+            "yes" if d["reachable"] else "[red]no[/]",
+            str(d["pages_fetched"]),
+            "—" if d["score"] is None else f"{d['score']:.1f}",
+            str(statuses.count("pass")),
+            f"[red]{statuses.count('fail')}[/]",
+            str(len(statuses) - statuses.count("pass") - statuses.count("fail")),
+            f"{policy['clicks_from_home']} click(s)" if policy else "[red]not found[/]",
+            (d["badge"] or {}).get("verdict") or "—",
+        )
+    out.print(table)
+
+
+def _exit_for(docs: list[dict[str, Any]], fail_on: FailOn | None) -> None:
+    if fail_on is None:
+        return
+    bad = FAIL_LEVELS[fail_on]
+    if any(f["status"] in bad for d in docs for f in d["findings"]):
+        raise typer.Exit(1)
+
+
+def _documents(store: Store, audit_ids: list[int], lang: str) -> list[dict[str, Any]]:
+    with store.session() as session:
+        return [audit_document(session, session.get(Audit, i), lang) for i in audit_ids]
+
+
+@app.command()
+@command
+def audit(
+    domains: Annotated[list[str] | None, typer.Argument(help="Registered domains.")] = None,
+    all_sites: Annotated[bool, typer.Option("--all", help="Every registered site.")] = False,
+    connect_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--connect-to",
+            metavar="HOST1:PORT1:HOST2:PORT2",
+            help="Connect to HOST2:PORT2 for HOST1:PORT1 (curl's meaning); repeatable.",
+        ),
+    ] = None,
+    rules: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rules", metavar="PACK", help="Rule pack id (repeatable); default all bundled."
+        ),
+    ] = None,
+    render: Annotated[Render, typer.Option(help="JavaScript rendering.")] = Render.auto,
+    max_pages: Annotated[int, typer.Option(min=1, max=500, help="Pages per site.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="CONTRACT.md JSON on stdout.")] = False,
+    fail_on: Annotated[
+        FailOn | None, typer.Option(help="Exit 1 on findings of this level.")
+    ] = None,
+    lang: Annotated[Lang, typer.Option(help="Language of titles and guidance.")] = Lang.en,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--setting",
+            "-s",
+            metavar="NAME=VALUE",
+            help="Override a Scrapy setting for this run (advanced).",
+        ),
+    ] = None,
+    time_limit: Annotated[
+        float | None, typer.Option(help="Hard limit for the whole crawl, seconds.")
+    ] = None,
+) -> None:
+    """Crawl and audit sites."""
+    from ectrust.pipeline import CrawlOptions, run_audits
+
+    settings = Settings.from_env()
+    if render is Render.always:
+        raise BadInput(
+            "--render always: JavaScript rendering is not available in this "
+            "version yet; use auto or never"
+        )
+    if bool(domains) == all_sites:
+        raise BadInput("name the domains to audit, or give --all (not both)")
+    specs = [*settings.connect_to, *(connect_to or [])]
+    parse_connect_to(specs)
+    ruleset = load_rules(pack_ids=rules)
+    store = open_store(settings)
+    with store.session() as session:
+        known = set(session.scalars(select(Site.domain)))
+    wanted = sorted(known) if all_sites else [d.strip().lower() for d in domains or []]
+    unknown = [d for d in wanted if d not in known]
+    if unknown:
+        raise BadInput(f"not registered: {', '.join(unknown)} (add with `ectrust sites add`)")
+    if not wanted:
+        raise BadInput("the registry is empty: add sites first (`ectrust sites import`)")
+    options = CrawlOptions(
+        max_pages=max_pages,
+        connect_to=specs,
+        render=render.value,
+        time_limit_s=time_limit,
+        scrapy_settings=_scrapy_overrides(setting or []),
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("auditing", total=len(wanted))
+
+        def on_progress(kind: str, info: dict[str, Any]) -> None:
+            if kind == "audited":
+                progress.advance(task)
+                progress.update(task, description=f"audited {info['domain']}")
+
+        result = run_audits(store, settings, wanted, ruleset, options, on_progress)
+    docs = _documents(store, result.audit_ids, lang.value)
+    if as_json:
+        print_json({"audits": docs})
+    else:
+        _print_audits(docs)
+        err.print(f"crawl log: {result.crawl_log}", highlight=False)
+    _exit_for(docs, fail_on)
+
+
+@app.command()
+@command
+def reaudit(
+    audit_ids: Annotated[list[int] | None, typer.Argument(help="Audits to re-judge.")] = None,
+    all_sites: Annotated[bool, typer.Option("--all", help="Latest crawl of every site.")] = False,
+    rules: Annotated[list[str] | None, typer.Option("--rules", metavar="PACK")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    lang: Annotated[Lang, typer.Option()] = Lang.en,
+) -> None:
+    """Re-evaluate rules on stored snapshots; no network."""
+    if bool(audit_ids) == all_sites:
+        raise BadInput("name the audits to re-judge, or give --all (not both)")
+    settings = Settings.from_env()
+    ruleset = load_rules(pack_ids=rules)
+    store = open_store(settings)
+    blobs = BlobStore(settings.home)
+    with store.session() as session:
+        if all_sites:
+            latest = (
+                select(func.max(Crawl.id)).where(Crawl.status != "running").group_by(Crawl.site_id)
+            )
+            crawl_ids = list(session.scalars(latest))
+        else:
+            crawl_ids = []
+            for audit_id in audit_ids or []:
+                found = session.get(Audit, audit_id)
+                if found is None:
+                    raise BadInput(f"no audit {audit_id}")
+                crawl_ids.append(found.crawl_id)
+    new_ids = []
+    for crawl_id in crawl_ids:
+        with store.session() as session:
+            new_ids.append(
+                judge_crawl(
+                    session,
+                    crawl_id,
+                    ruleset,
+                    blobs,
+                    settings.badge_hosts,
+                    kind="reaudit",
+                    certs=certificate_index(session),
+                ).id
+            )
+    docs = _documents(store, new_ids, lang.value)
+    if as_json:
+        print_json({"audits": docs})
+    else:
+        _print_audits(docs)
+
+
+@app.command()
+@command
+def findings(
+    audit_id: int,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    lang: Annotated[Lang, typer.Option()] = Lang.en,
+) -> None:
+    """One audit's findings."""
+    store = open_store(Settings.from_env())
+    with store.session() as session:
+        found = session.get(Audit, audit_id)
+        if found is None:
+            raise BadInput(f"no audit {audit_id}")
+        doc = audit_document(session, found, lang.value)
+    if as_json:
+        print_json(doc)
+        return
+    out.print(f"audit {doc['audit_id']} · {doc['domain']} · score {doc['score']}", highlight=False)
+    table = Table("rule", "status", "severity", "message", "evidence")
+    for f in doc["findings"]:
+        first = f["evidence"][0] if f["evidence"] else {}
+        table.add_row(
+            f["rule_id"],
+            f"[{STATUS_STYLE[f['status']]}]{f['status']}[/]",
+            f["severity"],
+            f["message"],
+            " ".join(str(x) for x in (first.get("url"), first.get("excerpt")) if x),
+        )
+    out.print(table)
+
+
+# -- rules ------------------------------------------------------------------------------
+@rules_app.command("validate")
+@command
+def rules_validate(paths: Annotated[list[Path] | None, typer.Argument()] = None) -> None:
+    """Check rule files (default: the bundled packs)."""
+    ruleset = load_rules(paths)
+    for pack in ruleset.packs:
+        out.print(
+            f"ok: {pack.path} ({pack.id} {pack.version}, {len(pack.rules)} rules)", highlight=False
+        )
+
+
+@rules_app.command("list")
+@command
+def rules_list(
+    paths: Annotated[list[Path] | None, typer.Argument()] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List rules and packs."""
+    ruleset = load_rules(paths)
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": r.id,
+                    "pack": r.pack.id,
+                    "pack_version": r.pack.version,
+                    "severity": r.severity,
+                    "scope": r.scope,
+                    "check": r.check["type"],
+                    "title": r.title,
+                    "references": r.references,
+                }
+                for r in ruleset.rules
+            ]
+        )
+        return
+    for pack in ruleset.packs:
+        out.print(
+            f"[bold]{pack.id}[/] {pack.version} — {pack.title['en']} / {pack.title['zh']}"
+            f" ({pack.path.name})",
+            highlight=False,
+        )
+    table = Table("rule", "pack", "severity", "check", "title")
+    for r in ruleset.rules:
+        table.add_row(r.id, r.pack.id, r.severity, r.check["type"], r.title["en"])
+    out.print(table)
+
+
+@rules_app.command("test")
+@command
+def rules_test(paths: Annotated[list[Path] | None, typer.Argument()] = None) -> None:
+    """Run every rule against the example pages in its file; exit 1 on any disagreement."""
+    from audits.ruletest import run_examples
+
+    results = run_examples(load_rules(paths))
+    bad = [r for r in results if not r.ok]
+    for r in bad:
+        out.print(
+            f"[red]DISAGREE[/] {r.rule.pack.path.name}:{r.rule.line} {r.rule.id} "
+            f"example {r.index + 1}{' (' + r.note + ')' if r.note else ''}: expected "
+            f"{r.expected}, got {r.got}: {r.message}",
+            highlight=False,
+        )
+    out.print(f"{len(results) - len(bad)} passed, {len(bad)} failed", highlight=False)
+    if bad:
+        raise typer.Exit(1)
+
+
+# -- reports ----------------------------------------------------------------------------
+SUPPORTED_FORMATS = ("html", "json", "csv")
+
+
+def _formats(value: str) -> list[str]:
+    formats = [f.strip().lower() for f in value.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in SUPPORTED_FORMATS]
+    if unknown or not formats:
+        raise BadInput(
+            f"--format {value!r}: supported formats are "
+            f"{', '.join(SUPPORTED_FORMATS)} (PDF is not available in this version)"
+        )
+    return formats
+
+
+@report_app.command("site")
+@command
+def report_site(
+    domains: Annotated[
+        list[str] | None, typer.Argument(help="Domains (default: all audited).")
+    ] = None,
+    audit_ids: Annotated[list[int] | None, typer.Option("--audit", help="Audit ids.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("."),
+    fmt: Annotated[str, typer.Option("--format", help="html,json,csv")] = "html",
+    lang: Annotated[Lang, typer.Option()] = Lang.en,
+) -> None:
+    """Site audit report: each site's latest audit (or the audits named)."""
+    from reports.render import write_site_report
+
+    formats = _formats(fmt)
+    store = open_store(Settings.from_env())
+    with store.session() as session:
+        if audit_ids:
+            ids = list(audit_ids)
+            missing = [i for i in ids if session.get(Audit, i) is None]
+            if missing:
+                raise BadInput(f"no audit {', '.join(map(str, missing))}")
+        else:
+            query = select(func.max(Audit.id)).join(Site).group_by(Audit.site_id)
+            if domains:
+                query = query.where(Site.domain.in_([d.lower() for d in domains]))
+            ids = sorted(session.scalars(query))
+            if not ids:
+                raise BadInput(
+                    "no audits to report on" + (f" for {', '.join(domains)}" if domains else "")
+                )
+    docs = _documents(store, ids, lang.value)
+    for path in write_site_report(docs, out_dir, formats, lang.value):
+        out.print(str(path), highlight=False)
+
+
+# -- demo -------------------------------------------------------------------------------
+@app.command()
+@command
+def demo(
+    workdir: Annotated[
+        Path, typer.Option(help="Where the demo database, evidence and report go.")
+    ] = Path("ectrust-demo"),
+    lang: Annotated[Lang, typer.Option()] = Lang.en,
+) -> None:
+    """Audit the bundled demo shops (served locally on 127.0.0.1) and write a report."""
+    from ectrust.demo.run import run_demo
+
+    paths = run_demo(workdir, lang.value)
+    out.print("report: " + "  ".join(str(p) for p in paths), highlight=False)
+    err.print(
+        "re-run any step by hand with: "
+        + shlex.join(
+            [
+                "env",
+                f"ECTRUST_DB=sqlite:///{workdir / 'ectrust.db'}",
+                f"ECTRUST_HOME={workdir / 'home'}",
+                "ectrust",
+                "sites",
+                "list",
+            ]
+        ),
+        highlight=False,
+    )

@@ -1,0 +1,1 @@
+"""Bundled demo shops and the ``ectrust demo`` command."""

@@ -1,0 +1,226 @@
+"""Crawl then judge: the audit pipeline the CLI, the scheduler and the web app share.
+
+The crawl runs in a child process (``python -m crawler.run``): a Twisted reactor cannot be
+restarted, and a child can be killed when it overruns its time limit. The child prints one
+JSON line per finished site; each site is judged here as soon as its line arrives, so judging
+overlaps crawling.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from audits.db import Store
+from audits.evidence import BlobStore
+from audits.judge import certificate_index, judge_crawl
+from audits.models import Crawl, Site
+from audits.rulepack import RuleSet
+from crawler.netpolicy import parse_connect_to
+from ectrust.config import Settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_PAGES = 30
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class CrawlOptions:
+    max_pages: int = DEFAULT_MAX_PAGES
+    connect_to: list[str] = field(default_factory=list)
+    render: str = "auto"
+    time_limit_s: float | None = None  # whole run; default scales with the number of sites
+    scrapy_settings: dict[str, Any] = field(default_factory=dict)
+
+    def run_time_limit(self, sites: int) -> float:
+        if self.time_limit_s is not None:
+            return self.time_limit_s
+        return 600.0 + 30.0 * sites
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The child imports the same packages as we do, installed or from a checkout.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+class CrawlRun:
+    """One child crawl process over several sites."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        crawls: list[dict[str, Any]],
+        options: CrawlOptions,
+        hints: list[str],
+    ) -> None:
+        self.settings = settings
+        self.crawls = crawls
+        self.options = options
+        self.hints = hints
+        self.timed_out = False
+
+    def events(self) -> Any:
+        """Yield the child's events as they come; enforce the wall-clock limit."""
+        log_dir = self.settings.home / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        self.log_path = log_dir / f"crawl-{stamp}-{os.getpid()}.log"
+        job = {
+            "db": self.settings.db_url,
+            "home": str(self.settings.home),
+            "sites": self.crawls,
+            "max_pages": self.options.max_pages,
+            "hints": self.hints,
+            "connect_to": self.options.connect_to,
+            "settings": self.options.scrapy_settings,
+        }
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:
+            json.dump(job, fh)
+            job_path = fh.name
+        limit = self.options.run_time_limit(len(self.crawls))
+        try:
+            with open(self.log_path, "wb") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "crawler.run", job_path],
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    env=_child_env(),
+                    cwd=os.getcwd(),
+                )
+                timer = threading.Timer(limit, self._kill, args=(proc,))
+                timer.daemon = True
+                timer.start()
+                try:
+                    assert proc.stdout is not None
+                    for raw in proc.stdout:
+                        try:
+                            yield json.loads(raw)
+                        except json.JSONDecodeError:
+                            logger.warning("unexpected crawler output: %r", raw[:200])
+                    self.returncode = proc.wait()
+                finally:
+                    timer.cancel()
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+        finally:
+            Path(job_path).unlink(missing_ok=True)
+
+    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+        self.timed_out = True
+        logger.error("crawl exceeded its time limit; stopping it")
+        proc.kill()
+
+
+@dataclass
+class AuditRunResult:
+    audit_ids: list[int]
+    crawl_log: Path | None
+
+
+def start_crawls(store: Store, sites: list[Site], options: CrawlOptions) -> list[dict[str, Any]]:
+    with store.session() as session:
+        out = []
+        for site in sites:
+            crawl = Crawl(
+                site_id=site.id,
+                start_url=site.start_url,
+                status="running",
+                options={
+                    "max_pages": options.max_pages,
+                    "render": options.render,
+                    "connect_to": options.connect_to,
+                },
+            )
+            session.add(crawl)
+            session.flush()
+            out.append({"crawl_id": crawl.id, "domain": site.domain, "start_url": site.start_url})
+        return out
+
+
+def run_audits(
+    store: Store,
+    settings: Settings,
+    domains: list[str],
+    ruleset: RuleSet,
+    options: CrawlOptions,
+    on_progress: Callable[[str, dict[str, Any]], None] | None = None,
+) -> AuditRunResult:
+    """Crawl and judge the named sites; returns the new audit ids in the order given."""
+    parse_connect_to(options.connect_to)  # bad specs fail before anything is written
+    with store.session() as session:
+        by_domain = {
+            s.domain: s for s in session.scalars(select(Site).where(Site.domain.in_(domains)))
+        }
+    sites = [by_domain[d] for d in domains]
+    crawls = start_crawls(store, sites, options)
+    blobs = BlobStore(settings.home)
+    pending = {c["crawl_id"]: c["domain"] for c in crawls}
+    audits: dict[int, int] = {}
+    run = CrawlRun(settings, crawls, options, ruleset.crawl_hints)
+    started = time.monotonic()
+
+    def judge(crawl_id: int) -> None:
+        with store.session() as session:
+            audit = judge_crawl(
+                session,
+                crawl_id,
+                ruleset,
+                blobs,
+                settings.badge_hosts,
+                certs=certificate_index(session),
+            )
+            audits[crawl_id] = audit.id
+            if on_progress:
+                on_progress(
+                    "audited",
+                    {
+                        "domain": pending[crawl_id],
+                        "audit_id": audit.id,
+                        "score": audit.score,
+                        "status": "done",
+                    },
+                )
+
+    for event in run.events():
+        if event.get("event") == "crawl_done" and event.get("crawl_id") in pending:
+            if on_progress:
+                on_progress("crawled", {"domain": pending[event["crawl_id"]], **event})
+            judge(event["crawl_id"])
+    missing = [cid for cid in pending if cid not in audits]
+    if missing:
+        status = "timed_out" if run.timed_out else "crashed"
+        logger.error(
+            "%d site(s) not finished by the crawler (%s); see %s",
+            len(missing),
+            status,
+            run.log_path,
+        )
+        with store.session() as session:
+            session.execute(
+                update(Crawl)
+                .where(Crawl.id.in_(missing), Crawl.status == "running")
+                .values(status=status, finished_at=datetime.now(UTC))
+            )
+        for crawl_id in missing:
+            judge(crawl_id)
+    logger.info("audited %d site(s) in %.1fs", len(audits), time.monotonic() - started)
+    return AuditRunResult([audits[c["crawl_id"]] for c in crawls], run.log_path)
