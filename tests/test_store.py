@@ -1,0 +1,108 @@
+"""The store: migrations, SQLite pragmas, append-only findings, evidence files — on SQLite and
+on PostgreSQL."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DatabaseError as SADatabaseError
+
+from audits.db import Store
+from audits.evidence import BlobStore, EvidenceError, sha256_hex
+from audits.models import Audit, Crawl, Finding, Override, Site
+
+
+def _seed(store: Store) -> int:
+    with store.session() as s:
+        site = Site(domain="shop.example", name="Shop", start_url="http://shop.example/")
+        s.add(site)
+        s.flush()
+        crawl = Crawl(site_id=site.id, start_url=site.start_url, status="finished")
+        s.add(crawl)
+        s.flush()
+        audit = Audit(crawl_id=crawl.id, site_id=site.id)
+        s.add(audit)
+        s.flush()
+        finding = Finding(audit_id=audit.id, rule_id="x.y", pack="p", rule_sha256="0" * 64,
+                          status="fail", severity="major", title={"en": "t", "zh": "t"})
+        s.add(finding)
+        s.flush()
+        s.add(Override(finding_id=finding.id, status="pass", reason="seen by hand",
+                       actor="evaluator"))
+        return finding.id
+
+
+def _append_only(store: Store) -> None:
+    finding_id = _seed(store)
+    for sql in (f"UPDATE findings SET status = 'pass' WHERE id = {finding_id}",
+                f"DELETE FROM findings WHERE id = {finding_id}",
+                "UPDATE overrides SET reason = 'changed'", "DELETE FROM overrides"):
+        with pytest.raises(SADatabaseError, match="append-only"), store.engine.begin() as conn:
+            conn.execute(text(sql))
+    with pytest.raises(SADatabaseError, match="append-only"), store.session() as s:
+        s.get(Finding, finding_id).status = "pass"
+    with store.session() as s:
+        assert s.get(Finding, finding_id).status == "fail"
+        # A correction is a new row that points at the old one.
+        s.add(Finding(audit_id=s.get(Finding, finding_id).audit_id, rule_id="x.y", pack="p",
+                      rule_sha256="0" * 64, status="pass", severity="major", title={},
+                      supersedes_id=finding_id))
+    with store.session() as s:
+        assert s.scalar(text("select count(*) from findings")) == 2
+
+
+def test_findings_are_append_only_sqlite(tmp_path):
+    """RELIABILITY.md T32, SQLite."""
+    _append_only(Store(f"sqlite:///{tmp_path / 'a.db'}"))
+
+
+def test_findings_are_append_only_postgresql(pg_url):
+    """RELIABILITY.md T32, PostgreSQL."""
+    store = Store(pg_url)
+    try:
+        _append_only(store)
+    finally:
+        store.dispose()
+
+
+def test_sqlite_pragmas_on_every_connection(tmp_path):
+    """RELIABILITY.md T34: foreign keys, WAL and a busy timeout on each pooled connection."""
+    store = Store(f"sqlite:///{tmp_path / 'p.db'}")
+    # Raw pooled connections: the connect hook has run, no transaction is open.
+    conns = [store.engine.raw_connection() for _ in range(4)]
+    try:
+        for conn in conns:
+            assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_migrations_are_idempotent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    Store(url)
+    again = Store(url)  # second open: nothing to apply, data kept
+    with again.engine.connect() as conn:
+        assert conn.exec_driver_sql("select version_num from alembic_version").scalar() == "0001"
+
+
+def test_blob_store_is_content_addressed(tmp_path):
+    blobs = BlobStore(tmp_path)
+    digest = blobs.put("镕喆 page".encode())
+    assert digest == sha256_hex("镕喆 page".encode())
+    assert blobs.put("镕喆 page".encode()) == digest  # stored once
+    path = blobs.path_for(digest)
+    assert gzip.decompress(path.read_bytes()) == "镕喆 page".encode()
+    assert blobs.get(digest) == "镕喆 page".encode()
+    path.write_bytes(gzip.compress(b"tampered"))
+    with pytest.raises(EvidenceError, match="does not match"):
+        blobs.get(digest)
+    path.unlink()
+    with pytest.raises(EvidenceError, match="missing"):
+        blobs.get(digest)
+    (tmp_path / "blobs" / "x.gz.1.tmp").write_bytes(b"half")
+    assert blobs.gc_orphans() == 1
