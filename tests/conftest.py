@@ -98,7 +98,7 @@ def pg_url() -> Iterator[str]:
     try:
         with engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure means "no PostgreSQL here"
+    except Exception as exc:
         engine.dispose()
         if REQUIRE_SERVICES:
             pytest.fail(f"PostgreSQL required (ECTRUST_REQUIRE_SERVICES=1) but unusable: {exc}")

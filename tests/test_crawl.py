@@ -21,14 +21,27 @@ def page(title: str = "店铺", links: str = "", footer: str = "") -> str:
 def snapshots(env, domain: str) -> list[dict]:
     with sqlite3.connect(env / "ectrust.db") as conn:
         conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(
-            "select s.* from snapshots s join crawls c on c.id = s.crawl_id "
-            "join sites t on t.id = c.site_id where t.domain = ? order by s.id", (domain,))]
+        return [
+            dict(r)
+            for r in conn.execute(
+                "select s.* from snapshots s join crawls c on c.id = s.crawl_id "
+                "join sites t on t.id = c.site_id where t.domain = ? order by s.id",
+                (domain,),
+            )
+        ]
 
 
 def audit(cli, farm: SiteFarm, *domains: str, extra: tuple[str, ...] = ()) -> list[dict]:
-    doc = cli.json("audit", *domains, "--json", "--connect-to", f"::127.0.0.1:{farm.port}",
-                   "-s", "DOWNLOAD_DELAY=0", *extra)
+    doc = cli.json(
+        "audit",
+        *domains,
+        "--json",
+        "--connect-to",
+        f"::127.0.0.1:{farm.port}",
+        "-s",
+        "DOWNLOAD_DELAY=0",
+        *extra,
+    )
     return doc["audits"]
 
 
@@ -38,13 +51,19 @@ def paths(farm: SiteFarm, host: str) -> list[str]:
 
 def test_robots_txt_is_obeyed(env, cli, site_farm):
     farm, root = site_farm
-    write_site(root, "robots.example", {
-        "robots.txt": "User-agent: *\nDisallow: /private/\n",
-        "index.html": page(links='<a href="/private/contact.html">联系我们</a>'
-                                 '<a href="/about.html">关于我们</a>'),
-        "about.html": page("关于我们"),
-        "private/contact.html": page("secret"),
-    })
+    write_site(
+        root,
+        "robots.example",
+        {
+            "robots.txt": "User-agent: *\nDisallow: /private/\n",
+            "index.html": page(
+                links='<a href="/private/contact.html">联系我们</a>'
+                '<a href="/about.html">关于我们</a>'
+            ),
+            "about.html": page("关于我们"),
+            "private/contact.html": page("secret"),
+        },
+    )
     cli("sites", "add", "robots.example", "--url", "http://robots.example/")
     [doc] = audit(cli, farm, "robots.example")
     assert doc["reachable"] is True
@@ -57,11 +76,15 @@ def test_robots_txt_is_obeyed(env, cli, site_farm):
 
 def test_robots_5xx_means_disallow_all(env, cli, site_farm):
     farm, root = site_farm
-    write_site(root, "down.example", {
-        "robots.txt": "oops",
-        "robots.txt.headers.json": json.dumps({"status": 503}),
-        "index.html": page(),
-    })
+    write_site(
+        root,
+        "down.example",
+        {
+            "robots.txt": "oops",
+            "robots.txt.headers.json": json.dumps({"status": 503}),
+            "index.html": page(),
+        },
+    )
     cli("sites", "add", "down.example", "--url", "http://down.example/")
     [doc] = audit(cli, farm, "down.example")
     assert set(paths(farm, "down.example")) == {"/robots.txt"}
@@ -98,15 +121,22 @@ def test_gbk_pages_are_decoded(env, cli, site_farm):
     """RELIABILITY.md T09 (a)(b): GBK bodies with characters outside GB2312 (镕, 喆),
     declared as gb2312 in the header or as gbk in a <meta> only."""
     farm, root = site_farm
-    body = ('<html><head><meta http-equiv="Content-Type" content="text/html; charset=gbk">'
-            "<title>镕喆商城</title></head><body><p>镕喆商城欢迎您</p>"
-            "<footer>沪ICP备87654321号 镕喆</footer></body></html>").encode("gbk")
+    body = (
+        '<html><head><meta http-equiv="Content-Type" content="text/html; charset=gbk">'
+        "<title>镕喆商城</title></head><body><p>镕喆商城欢迎您</p>"
+        "<footer>沪ICP备87654321号 镕喆</footer></body></html>"
+    ).encode("gbk")
     write_site(root, "gbk.example", {"index.html": body})
-    write_site(root, "gb2312.example", {
-        "index.html": body.replace(b"charset=gbk", b""),
-        "index.html.headers.json": json.dumps({"headers": {
-            "Content-Type": "text/html; charset=gb2312"}}),
-    })
+    write_site(
+        root,
+        "gb2312.example",
+        {
+            "index.html": body.replace(b"charset=gbk", b""),
+            "index.html.headers.json": json.dumps(
+                {"headers": {"Content-Type": "text/html; charset=gb2312"}}
+            ),
+        },
+    )
     for domain in ("gbk.example", "gb2312.example"):
         cli("sites", "add", domain, "--url", f"http://{domain}/")
     docs = audit(cli, farm, "gbk.example", "gb2312.example")
@@ -121,8 +151,9 @@ def test_unreachable_site_is_reported_not_judged(env, cli, site_farm):
     farm, _ = site_farm
     cli("sites", "add", "gone.test", "--url", "http://gone.test/")
     # Only books.example is mapped: gone.test has no address at all.
-    doc = cli.json("audit", "gone.test", "--json", "--connect-to",
-                   f"books.example::127.0.0.1:{farm.port}")["audits"][0]
+    doc = cli.json(
+        "audit", "gone.test", "--json", "--connect-to", f"books.example::127.0.0.1:{farm.port}"
+    )["audits"][0]
     assert doc["reachable"] is False and doc["score"] is None
     assert doc["privacy_policy"] is None
     assert {f["status"] for f in doc["findings"]} == {"error"}
@@ -135,14 +166,27 @@ def test_redirect_to_loopback_is_blocked(env, cli, site_farm, tmp_path):
     canary_root = tmp_path / "canary"
     (canary_root / "localhost").mkdir(parents=True)
     with SiteFarm(canary_root) as canary:
-        write_site(root, "redir.example", {
-            "index.html": "moved",
-            "index.html.headers.json": json.dumps({"status": 302, "headers": {
-                "Location": f"http://localhost:{canary.port}/admin"}}),
-        })
+        write_site(
+            root,
+            "redir.example",
+            {
+                "index.html": "moved",
+                "index.html.headers.json": json.dumps(
+                    {
+                        "status": 302,
+                        "headers": {"Location": f"http://localhost:{canary.port}/admin"},
+                    }
+                ),
+            },
+        )
         cli("sites", "add", "redir.example", "--url", "http://redir.example/")
-        doc = cli.json("audit", "redir.example", "--json", "--connect-to",
-                       f"redir.example::127.0.0.1:{farm.port}")["audits"][0]
+        doc = cli.json(
+            "audit",
+            "redir.example",
+            "--json",
+            "--connect-to",
+            f"redir.example::127.0.0.1:{farm.port}",
+        )["audits"][0]
         assert canary.requests == []
     assert doc["reachable"] is False
     assert "blocked_address" in [s["error"] for s in snapshots(env, "redir.example")]

@@ -62,8 +62,11 @@ def test_rules_test_reports_disagreement(env, cli):
         (("check: {type: icp_number}", "check: {type: icp_numbr}"), 10, "unknown check type"),
         (("severity: major", "severity: huge"), 7, "'huge' is not one of"),
         (("scope: homepage", "scope: homepage\n    colour: red"), 10, "colour"),
-        (("check: {type: icp_number}", "check: {type: text_present, patterns: ['(a']}"), 10,
-         "not a valid pattern"),
+        (
+            ("check: {type: icp_number}", "check: {type: text_present, patterns: ['(a']}"),
+            10,
+            "not a valid pattern",
+        ),
         (('version: "1"', 'version: "1"\nversion: "2"'), 3, "duplicate key"),
         (("  - id: test.icp", "  - id: Test ICP"), 5, "does not match"),
     ],
@@ -80,8 +83,12 @@ def test_yaml_cannot_build_python_objects(env, tmp_path):
     """RELIABILITY.md T39: a rule file must never run code."""
     marker = tmp_path / "pwned"
     path = env / "evil.yaml"
-    path.write_text(MINIMAL.replace('version: "1"', f'version: !!python/object/apply:os.system '
-                                    f'["touch {marker}"]'), encoding="utf-8")
+    path.write_text(
+        MINIMAL.replace(
+            'version: "1"', f'version: !!python/object/apply:os.system ["touch {marker}"]'
+        ),
+        encoding="utf-8",
+    )
     with pytest.raises(RuleFileError) as info:
         load_pack(path)
     assert "evil.yaml:2" in str(info.value)

@@ -25,20 +25,31 @@ def _seed(store: Store) -> int:
         audit = Audit(crawl_id=crawl.id, site_id=site.id)
         s.add(audit)
         s.flush()
-        finding = Finding(audit_id=audit.id, rule_id="x.y", pack="p", rule_sha256="0" * 64,
-                          status="fail", severity="major", title={"en": "t", "zh": "t"})
+        finding = Finding(
+            audit_id=audit.id,
+            rule_id="x.y",
+            pack="p",
+            rule_sha256="0" * 64,
+            status="fail",
+            severity="major",
+            title={"en": "t", "zh": "t"},
+        )
         s.add(finding)
         s.flush()
-        s.add(Override(finding_id=finding.id, status="pass", reason="seen by hand",
-                       actor="evaluator"))
+        s.add(
+            Override(finding_id=finding.id, status="pass", reason="seen by hand", actor="evaluator")
+        )
         return finding.id
 
 
 def _append_only(store: Store) -> None:
     finding_id = _seed(store)
-    for sql in (f"UPDATE findings SET status = 'pass' WHERE id = {finding_id}",
-                f"DELETE FROM findings WHERE id = {finding_id}",
-                "UPDATE overrides SET reason = 'changed'", "DELETE FROM overrides"):
+    for sql in (
+        f"UPDATE findings SET status = 'pass' WHERE id = {finding_id}",
+        f"DELETE FROM findings WHERE id = {finding_id}",
+        "UPDATE overrides SET reason = 'changed'",
+        "DELETE FROM overrides",
+    ):
         with pytest.raises(SADatabaseError, match="append-only"), store.engine.begin() as conn:
             conn.execute(text(sql))
     with pytest.raises(SADatabaseError, match="append-only"), store.session() as s:
@@ -46,9 +57,18 @@ def _append_only(store: Store) -> None:
     with store.session() as s:
         assert s.get(Finding, finding_id).status == "fail"
         # A correction is a new row that points at the old one.
-        s.add(Finding(audit_id=s.get(Finding, finding_id).audit_id, rule_id="x.y", pack="p",
-                      rule_sha256="0" * 64, status="pass", severity="major", title={},
-                      supersedes_id=finding_id))
+        s.add(
+            Finding(
+                audit_id=s.get(Finding, finding_id).audit_id,
+                rule_id="x.y",
+                pack="p",
+                rule_sha256="0" * 64,
+                status="pass",
+                severity="major",
+                title={},
+                supersedes_id=finding_id,
+            )
+        )
     with store.session() as s:
         assert s.scalar(text("select count(*) from findings")) == 2
 
