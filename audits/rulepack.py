@@ -23,28 +23,6 @@ from audits.checks import CHECKS, load_check_types
 
 RULES_DIR = Path(bundled_rules.__file__).parent
 SCHEMA = json.loads((RULES_DIR / "schema.json").read_text(encoding="utf-8"))
-CONTRACT_RULE_IDS = (
-    "privacy.policy_present",
-    *(
-        f"privacy.clause.{c}"
-        for c in (
-            "collection",
-            "purpose",
-            "sharing",
-            "cookies",
-            "retention",
-            "security",
-            "rights",
-            "contact",
-            "children",
-            "changes",
-        )
-    ),
-    "complaint.channel_present",
-    "business.licence_displayed",
-    "business.icp_displayed",
-    "badge.valid",
-)
 
 
 class RuleFileError(Exception):

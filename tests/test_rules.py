@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from audits.checks.base import RuleTimeout, compile_patterns, search
-from audits.rulepack import CONTRACT_RULE_IDS, RULES_DIR, RuleFileError, load_pack, load_rules
+from audits.rulepack import RULES_DIR, RuleFileError, load_pack, load_rules
+from audits.vocabulary import CONTRACT_RULE_IDS
 
 MINIMAL = """\
 pack: test-pack

@@ -15,23 +15,13 @@ from typing import TYPE_CHECKING, Any
 import regex
 
 from audits.checks.base import Outcome, check_type, compile_patterns, excerpt, search
+from audits.vocabulary import CLAUSE_CATEGORIES
 
 if TYPE_CHECKING:
     from audits.pages import Page, SiteView
     from audits.rulepack import Pack, Rule
 
-CATEGORIES = (
-    "collection",
-    "purpose",
-    "sharing",
-    "cookies",
-    "retention",
-    "security",
-    "rights",
-    "contact",
-    "children",
-    "changes",
-)
+CATEGORIES = CLAUSE_CATEGORIES
 SENTENCE_END = regex.compile(r"(?<=[。！？；!?;])\s*|(?<=[.])\s+(?=[A-Z0-9\"“(])|\n+")
 CJK = regex.compile(r"\p{Han}")
 HEADING_MAX_CHARS = 16  # a line this short is a heading, not a statement about the clause
