@@ -22,12 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from audits.db import Store
 from audits.evidence import BlobStore
 from audits.judge import certificate_index, judge_crawl
-from audits.models import Crawl, Site
+from audits.models import Crawl, Site, Snapshot
 from audits.rulepack import RuleSet
 from crawler.netpolicy import parse_connect_to
 from ectrust.config import Settings
@@ -218,7 +218,14 @@ def run_audits(
             session.execute(
                 update(Crawl)
                 .where(Crawl.id.in_(missing), Crawl.status == "running")
-                .values(status=status, finished_at=datetime.now(UTC))
+                .values(
+                    status=status,
+                    finished_at=datetime.now(UTC),
+                    # What did get stored before the end still counts.
+                    pages_fetched=select(func.count(Snapshot.id))
+                    .where(Snapshot.crawl_id == Crawl.id, Snapshot.status.is_not(None))
+                    .scalar_subquery(),
+                )
             )
         for crawl_id in missing:
             judge(crawl_id)

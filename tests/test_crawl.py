@@ -201,3 +201,37 @@ def test_bad_connect_to_is_bad_usage(env, cli):
 def test_unknown_domain_is_bad_usage(env, cli):
     cli("init")
     assert "not registered: nope.example" in cli("audit", "nope.example", expect=2).stderr
+
+
+def test_time_limit_kills_the_crawl_and_says_so(env, cli):
+    """RELIABILITY.md T24: a server that never answers cannot hold the run past its limit."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+
+    def accept_and_hold() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)  # never answer
+
+    threading.Thread(target=accept_and_hold, daemon=True).start()
+    try:
+        cli("sites", "add", "hang.example", "--url", "http://hang.example/")
+        started = time.monotonic()
+        doc = cli.json("audit", "hang.example", "--json", "--time-limit", "4", "--connect-to",
+                       f"::127.0.0.1:{server.getsockname()[1]}")["audits"][0]
+        assert time.monotonic() - started < 20
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert doc["crawl_status"] == "timed_out"
+    assert {f["status"] for f in doc["findings"]} == {"error"}
