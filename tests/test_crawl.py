@@ -235,3 +235,14 @@ def test_time_limit_kills_the_crawl_and_says_so(env, cli):
             conn.close()
     assert doc["crawl_status"] == "timed_out"
     assert {f["status"] for f in doc["findings"]} == {"error"}
+
+
+def test_oversized_page_is_cut_off_and_named(env, cli, site_farm):
+    farm, root = site_farm
+    big = page(links='<a href="/about.html">关于我们</a>') + "<!--" + "x" * 200_000 + "-->"
+    write_site(root, "huge.example", {"index.html": page(links='<a href="/about.html">关于我们'
+                                                              "</a>"), "about.html": big})
+    cli("sites", "add", "huge.example", "--url", "http://huge.example/")
+    audit(cli, farm, "huge.example", extra=("-s", "DOWNLOAD_MAXSIZE=100000"))
+    about = [s for s in snapshots(env, "huge.example") if s["url"].endswith("/about.html")]
+    assert [(s["error"], s["content_hash"]) for s in about] == [("too_large", None)]
