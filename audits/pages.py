@@ -30,6 +30,14 @@ BLOCK_TAGS = frozenset((
 # fmt: on
 INVISIBLE_TAGS = ("script", "style", "noscript", "template", "head")
 FOOTER_HINT = re.compile(r"foot|bottom|copyright|copy-right|beian", re.IGNORECASE)
+# Page furniture around the main text: navigation, footers, cookie banners, sidebars.
+BOILERPLATE_TAGS = frozenset(("nav", "header", "footer", "aside", "menu"))
+BOILERPLATE_HINT = re.compile(
+    r"(?:^|[\s_-])(?:nav|navbar|menu|header|footer|foot|cookie|consent|gdpr|banner|breadcrumbs?"
+    r"|sidebar|side-bar|bottom|copyright|toolbar|topbar)(?:$|[\s_-])",
+    re.IGNORECASE,
+)
+NEVER_BOILERPLATE = frozenset(("html", "body", "main", "article"))
 HTML_TYPES = ("text/html", "application/xhtml", "text/plain", "")
 
 
@@ -59,6 +67,15 @@ def css_path(el: Any, depth: int = 4) -> str:
             break
         node = node.getparent()
     return " > ".join(reversed(parts))
+
+
+def is_boilerplate(el: Any) -> bool:
+    if el.tag in NEVER_BOILERPLATE:
+        return False
+    if el.tag in BOILERPLATE_TAGS:
+        return True
+    marker = f"{el.get('id') or ''} {el.get('class') or ''} {el.get('role') or ''}"
+    return bool(marker.strip()) and bool(BOILERPLATE_HINT.search(marker.strip()))
 
 
 def clean(text: str) -> str:
@@ -148,11 +165,13 @@ class Page:
             return ""
         return (self.tree.get("lang") or "").lower()
 
-    def _text_of(self, root: Any) -> str:
+    def _text_of(self, root: Any, skip_boilerplate: bool = False) -> str:
         chunks: list[str] = []
 
         def walk(el: Any) -> None:
             if not isinstance(el.tag, str) or el.tag in INVISIBLE_TAGS:
+                return
+            if skip_boilerplate and el is not root and is_boilerplate(el):
                 return
             block = el.tag in BLOCK_TAGS
             if block:
@@ -177,6 +196,17 @@ class Page:
             return ""
         body = self.tree.find("body")
         return self._text_of(body if body is not None else self.tree)
+
+    @cached_property
+    def main_text(self) -> str:
+        """The page's own text without navigation, footers, sidebars or cookie banners (what
+        a policy says, not the site furniture around it). Falls back to all visible text
+        when the furniture detection would leave almost nothing."""
+        if self.tree is None:
+            return ""
+        body = self.tree.find("body")
+        main = self._text_of(body if body is not None else self.tree, skip_boilerplate=True)
+        return main if len(main) >= 0.2 * len(self.text) else self.text
 
     @cached_property
     def footer_text(self) -> str:

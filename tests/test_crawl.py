@@ -226,8 +226,15 @@ def test_time_limit_kills_the_crawl_and_says_so(env, cli):
     try:
         cli("sites", "add", "hang.example", "--url", "http://hang.example/")
         started = time.monotonic()
-        doc = cli.json("audit", "hang.example", "--json", "--time-limit", "4", "--connect-to",
-                       f"::127.0.0.1:{server.getsockname()[1]}")["audits"][0]
+        doc = cli.json(
+            "audit",
+            "hang.example",
+            "--json",
+            "--time-limit",
+            "4",
+            "--connect-to",
+            f"::127.0.0.1:{server.getsockname()[1]}",
+        )["audits"][0]
         assert time.monotonic() - started < 20
     finally:
         server.close()
@@ -240,8 +247,11 @@ def test_time_limit_kills_the_crawl_and_says_so(env, cli):
 def test_oversized_page_is_cut_off_and_named(env, cli, site_farm):
     farm, root = site_farm
     big = page(links='<a href="/about.html">关于我们</a>') + "<!--" + "x" * 200_000 + "-->"
-    write_site(root, "huge.example", {"index.html": page(links='<a href="/about.html">关于我们'
-                                                              "</a>"), "about.html": big})
+    write_site(
+        root,
+        "huge.example",
+        {"index.html": page(links='<a href="/about.html">关于我们</a>'), "about.html": big},
+    )
     cli("sites", "add", "huge.example", "--url", "http://huge.example/")
     audit(cli, farm, "huge.example", extra=("-s", "DOWNLOAD_MAXSIZE=100000"))
     about = [s for s in snapshots(env, "huge.example") if s["url"].endswith("/about.html")]

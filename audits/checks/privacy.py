@@ -142,11 +142,11 @@ def _find_policy(site: SiteView, pack: Pack) -> PolicyResult:
                 }
             )
             continue
-        clauses = detector.analyse(page.text)
+        clauses = detector.analyse(page.main_text)
         covered = sum(1 for v in clauses.values() if v)
         heading = f"{page.title} {page.link_text}"
         if (
-            len(page.text) < min_chars
+            len(page.main_text) < min_chars
             or covered < min_categories
             or (decoy is not None and search(decoy, heading) and covered < min_categories + 2)
         ):
@@ -155,7 +155,7 @@ def _find_policy(site: SiteView, pack: Pack) -> PolicyResult:
                     "url": page.final_url,
                     "excerpt": (page.link_text or page.title)[:160],
                     "note": f"does not read as a privacy policy ({covered} of {len(CATEGORIES)} "
-                    f"clause categories, {len(page.text)} characters)",
+                    f"clause categories, {len(page.main_text)} characters)",
                     "depth": page.depth,
                 }
             )
