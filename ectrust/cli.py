@@ -8,6 +8,7 @@ bad input, with a message naming what is wrong; 3 the job could not be done.
 from __future__ import annotations
 
 import functools
+import json
 import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from audits.db import DatabaseError, Store
 from audits.evidence import BlobStore
 from audits.judge import audit_document, certificate_index, judge_crawl
 from audits.models import Audit, Crawl, Site
+from audits.policy import PolicyInputError
 from audits.registry import RegistryError, add_site, import_rows, read_csv, site_record
 from audits.rulepack import RuleFileError, load_rules
 from crawler.netpolicy import ConnectToError, parse_connect_to
@@ -40,9 +42,11 @@ app = typer.Typer(
 sites_app = typer.Typer(no_args_is_help=True, help="The site registry.")
 rules_app = typer.Typer(no_args_is_help=True, help="Rule packs: validate, list, test.")
 report_app = typer.Typer(no_args_is_help=True, help="Write reports.")
+policy_app = typer.Typer(no_args_is_help=True, help="The privacy-policy detector, for analysts.")
 app.add_typer(sites_app, name="sites")
 app.add_typer(rules_app, name="rules")
 app.add_typer(report_app, name="report")
+app.add_typer(policy_app, name="policy")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,7 +71,7 @@ def command(fn: F) -> F:
             for problem in exc.problems:
                 err.print(f"[bold red]error:[/] {problem}", highlight=False)
             raise typer.Exit(2) from exc
-        except (BadInput, ConnectToError) as exc:
+        except (BadInput, ConnectToError, PolicyInputError) as exc:
             raise fail(str(exc), 2) from exc
         except DatabaseError as exc:
             raise fail(str(exc), 3) from exc
@@ -184,8 +188,6 @@ FAIL_LEVELS = {FailOn.error: {"fail", "error"}, FailOn.warning: {"fail", "error"
 
 
 def _scrapy_overrides(values: list[str]) -> dict[str, Any]:
-    import json
-
     parsed = {}
     for item in values:
         key, sep, value = item.partition("=")
@@ -486,6 +488,83 @@ def rules_test(paths: Annotated[list[Path] | None, typer.Argument()] = None) -> 
     out.print(f"{len(results) - len(bad)} passed, {len(bad)} failed", highlight=False)
     if bad:
         raise typer.Exit(1)
+
+
+# -- policy ---------------------------------------------------------------------------
+@policy_app.command("classify")
+@command
+def policy_classify(
+    file: Annotated[
+        Path | None, typer.Argument(help="JSON lines {id, text}; stdin if none.")
+    ] = None,
+) -> None:
+    """Clause categories of each sentence or paragraph, as JSON lines {id, categories}."""
+    import sys
+
+    from audits.checks.privacy import ClauseDetector
+    from audits.policy import classify_lines, privacy_pack
+
+    detector = ClauseDetector.for_pack(privacy_pack())
+    try:
+        source = sys.stdin if file is None else file.open(encoding="utf-8-sig")
+    except OSError as exc:
+        raise BadInput(f"{file}: cannot read: {exc.strerror}") from exc
+    with source:
+        for item in classify_lines(source, detector):
+            sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
+
+
+@policy_app.command("analyze")
+@command
+def policy_analyze(
+    source: Annotated[str, typer.Argument(help="A file (HTML or text) or an http(s) URL.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    connect_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--connect-to", metavar="HOST1:PORT1:HOST2:PORT2", help="For URLs (curl's meaning)."
+        ),
+    ] = None,
+) -> None:
+    """Judge one privacy-policy document: the ten clauses with evidence sentences."""
+    from audits.policy import analyse_page, document_page, privacy_pack
+
+    pack = privacy_pack()
+    if source.startswith(("http://", "https://")):
+        from ectrust.fetch import fetch_page
+
+        settings = Settings.from_env()
+        page = fetch_page(source, [*settings.connect_to, *(connect_to or [])])
+    else:
+        path = Path(source)
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            raise BadInput(f"{source}: cannot read: {exc.strerror}") from exc
+        ctype = "text/html" if path.suffix.lower() in (".html", ".htm") else None
+        page = document_page(body, str(path), ctype)
+    result = analyse_page(page, pack)
+    if as_json:
+        print_json(result)
+        return
+    verdict = (
+        "reads as a privacy policy"
+        if result["reads_as_policy"]
+        else "does NOT read as a privacy policy"
+    )
+    out.print(
+        f"{result['source']} — {result['title'] or '(no title)'}: {verdict} "
+        f"({result['categories_covered']}/10 clauses, {result['characters']} characters)",
+        highlight=False,
+    )
+    table = Table("clause", "covered", "evidence")
+    for category, info in result["clauses"].items():
+        table.add_row(
+            category,
+            "[green]yes[/]" if info["covered"] else "[red]no[/]",
+            info["evidence"][0] if info["evidence"] else "",
+        )
+    out.print(table)
 
 
 # -- reports ----------------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""The privacy-policy detector for analysts: one document, or a stream of sentences.
+
+The same detector the audits use (the bundled ``privacy`` pack's clause patterns, see
+audits/checks/privacy.py), exposed by ``ectrust policy analyze`` and ``ectrust policy
+classify``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from audits.checks.privacy import CATEGORIES, ClauseDetector, sentences
+from audits.pages import Page, decode_body
+from audits.rulepack import Pack, load_rules
+
+
+class PolicyInputError(ValueError):
+    """Input an analyst gave that cannot be read."""
+
+
+def privacy_pack(pack_id: str = "privacy") -> Pack:
+    for pack in load_rules().packs:
+        if pack.id == pack_id:
+            return pack
+    raise PolicyInputError(f"no rule pack {pack_id!r} with clause patterns")
+
+
+def classify_segment(detector: ClauseDetector, text: str) -> list[str]:
+    """Categories of a sentence or paragraph: the union over its sentences."""
+    found: set[str] = set()
+    for sentence in sentences(text):
+        found.update(detector.classify(sentence))
+    return [c for c in CATEGORIES if c in found]
+
+
+def classify_lines(lines: Iterable[str], detector: ClauseDetector) -> Iterator[dict[str, Any]]:
+    """JSON lines ``{"id", "text"}`` in, ``{"id", "categories"}`` out (CONTRACT.md)."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            text = item["text"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise PolicyInputError(
+                f'line {number}: expected a JSON object with "id" and "text" ({exc})'
+            ) from exc
+        if not isinstance(text, str):
+            raise PolicyInputError(f'line {number}: "text" must be a string')
+        yield {"id": item.get("id"), "categories": classify_segment(detector, text)}
+
+
+def document_page(body: bytes, source: str, content_type: str | None = None) -> Page:
+    """A document as a Page: HTML is parsed; anything else is read as plain text."""
+    head = body[:2048].lower()
+    is_html = (content_type or "").startswith(("text/html", "application/xhtml")) or (
+        b"<html" in head or b"<body" in head or b"<p" in head or b"<div" in head
+    )
+    if not is_html:
+        text, _ = decode_body(body, content_type or "text/plain")
+        paragraphs = "".join(f"<p>{_escape(line)}</p>" for line in text.splitlines())
+        body, content_type = f"<html><body>{paragraphs}</body></html>".encode(), "text/html"
+    return Page(
+        url=source,
+        final_url=source,
+        status=200,
+        depth=0,
+        reason="analyze",
+        link_text="",
+        referrer=None,
+        error=None,
+        headers={"content-type": [content_type or "text/html"]},
+        body=body,
+    )
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def analyse_page(page: Page, pack: Pack) -> dict[str, Any]:
+    detector = ClauseDetector.for_pack(pack)
+    text = page.main_text
+    clauses = detector.analyse(text)
+    covered = [c for c, quotes in clauses.items() if quotes]
+    cfg = pack.policy
+    reads_as_policy = len(covered) >= cfg.get("min_categories", 4) and len(text) >= cfg.get(
+        "min_chars", 200
+    )
+    return {
+        "source": page.final_url,
+        "title": page.title,
+        "encoding": page.encoding,
+        "characters": len(text),
+        "sentences": len(sentences(text)),
+        "reads_as_policy": reads_as_policy,
+        "categories_covered": len(covered),
+        "clauses": {
+            c: {"covered": bool(clauses.get(c)), "evidence": clauses.get(c, [])} for c in CATEGORIES
+        },
+    }
