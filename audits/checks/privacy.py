@@ -38,10 +38,14 @@ def sentences(text: str) -> list[str]:
 
 
 def is_statement(sentence: str) -> bool:
-    """Long enough to say something (a bare heading like "Cookie 政策" does not)."""
+    """Says something, rather than naming a section: a bare heading like "Cookie 政策" or
+    "Cookies" does not count. Headings are short and rarely end in sentence punctuation."""
+    punctuated = sentence.rstrip()[-1:] in "。！？；.!?;:："
     if CJK.search(sentence):
-        return len(CJK.findall(sentence)) > HEADING_MAX_CHARS // 2 and len(sentence) > 12
-    return len(sentence.split()) >= 6
+        han = len(CJK.findall(sentence))
+        return han > HEADING_MAX_CHARS // 2 or (punctuated and han >= 5)
+    words = len(sentence.split())
+    return words >= 6 or (punctuated and words >= 3)
 
 
 @dataclass
