@@ -1,0 +1,113 @@
+"""Finding the privacy policy the way a customer would: footer, help centre (two clicks),
+decoys that merely mention privacy, none at all, and a GBK-encoded policy page."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import write_site
+from tests.test_crawl import audit, page
+from tests.test_policy_cli import _policy_html
+
+FULL_ZH = _policy_html(0)
+HELP_LINK = '<a href="/help/legal.html">法律声明及隐私权政策</a>'
+LOGIN = page("登录", footer="<form><p>手机号</p><p>密码</p></form><p>登录即表示您同意隐私政策</p>")
+TIPS = page(
+    "网购隐私小贴士", footer="<p>设置复杂密码，不要点击来历不明的链接，保护好您的隐私。</p>"
+)
+
+
+def _policy(doc: dict) -> dict | None:
+    return doc["privacy_policy"]
+
+
+@pytest.mark.parametrize(
+    ("files", "url", "clicks"),
+    [
+        (
+            {
+                "index.html": page(footer='<a href="/privacy.html">隐私政策</a>'),
+                "privacy.html": FULL_ZH,
+            },
+            "http://p.example/privacy.html",
+            1,
+        ),
+        (
+            {
+                "index.html": page(footer='<a href="/help/">帮助中心</a>'),
+                "help/index.html": page(
+                    "帮助中心", links='<a href="/help/legal.html">法律声明及隐私权政策</a>'
+                ),
+                "help/legal.html": FULL_ZH,
+            },
+            "http://p.example/help/legal.html",
+            2,
+        ),
+        (
+            {
+                "index.html": page(footer='<a href="/yinsi.html">Privacy Notice</a>'),
+                "yinsi.html": _policy_html(1),
+            },
+            "http://p.example/yinsi.html",
+            1,
+        ),
+    ],
+    ids=["footer", "help-centre", "english"],
+)
+def test_policy_found(env, cli, site_farm, files, url, clicks):
+    farm, root = site_farm
+    write_site(root, "p.example", files)
+    cli("sites", "add", "p.example", "--url", "http://p.example/")
+    [doc] = audit(cli, farm, "p.example")
+    assert _policy(doc) is not None, doc["findings"][0]
+    assert (_policy(doc)["url"], _policy(doc)["clicks_from_home"]) == (url, clicks)
+    present = next(f for f in doc["findings"] if f["rule_id"] == "privacy.policy_present")
+    assert present["status"] == "pass"
+    sharing = next(f for f in doc["findings"] if f["rule_id"] == "privacy.clause.sharing")
+    assert sharing["evidence"][0]["url"] == url and sharing["evidence"][0]["excerpt"]
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {
+            "index.html": page(footer='<a href="/login.html">登录（隐私保护）</a>'),
+            "login.html": LOGIN,
+        },
+        {
+            "index.html": page(footer='<a href="/blog/tips.html">隐私小贴士</a>'),
+            "blog/tips.html": TIPS,
+        },
+        {"index.html": page(footer='<a href="/about.html">关于我们</a>'), "about.html": page()},
+    ],
+    ids=["login-page", "privacy-tips", "none"],
+)
+def test_no_policy(env, cli, site_farm, files):
+    farm, root = site_farm
+    write_site(root, "n.example", files)
+    cli("sites", "add", "n.example", "--url", "http://n.example/")
+    [doc] = audit(cli, farm, "n.example")
+    assert _policy(doc) is None
+    statuses = {f["rule_id"]: f["status"] for f in doc["findings"]}
+    assert statuses["privacy.policy_present"] == "fail"
+    assert statuses["privacy.clause.sharing"] == "fail"
+
+
+def test_gbk_policy_page(env, cli, site_farm):
+    farm, root = site_farm
+    html = FULL_ZH.replace('charset="utf-8"', 'charset="gbk"')
+    write_site(
+        root,
+        "g.example",
+        {
+            "index.html": page(footer='<a href="/privacy.html">隐私政策</a>')
+            .replace('charset="utf-8"', 'charset="gbk"')
+            .encode("gbk"),
+            "privacy.html": html.encode("gbk"),
+        },
+    )
+    cli("sites", "add", "g.example", "--url", "http://g.example/")
+    [doc] = audit(cli, farm, "g.example")
+    assert all(_policy(doc)["clauses"].values())
+    children = next(f for f in doc["findings"] if f["rule_id"] == "privacy.clause.children")
+    assert "十四周岁" in children["evidence"][0]["excerpt"]
