@@ -43,7 +43,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers take no write lock, so judging a site never holds up the crawl's writer.
+        readonly = conn.get_execution_options().get("ectrust_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -100,11 +102,17 @@ class Store:
         if migrate:
             upgrade_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(ectrust_readonly=True), expire_on_commit=False
+        )
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session whose transaction commits on success and rolls back on error."""
-        with self._sessions() as session, session.begin():
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error. On
+        SQLite a writing session takes the write lock at its start (BEGIN IMMEDIATE); a
+        ``readonly`` one does not, and must not write."""
+        factory = self._read_sessions if readonly else self._sessions
+        with factory() as session, session.begin():
             yield session
 
     def dispose(self) -> None:

@@ -75,9 +75,18 @@ def score(results: list[Result]) -> float | None:
     return round(100.0 * earned / total, 1) if total else None
 
 
-def evaluate(site: SiteView, ruleset: RuleSet) -> Evaluation:
+def evaluate(site: SiteView, ruleset: RuleSet, *, incomplete: str | None = None) -> Evaluation:
+    """``incomplete`` names why the crawl did not finish (timed_out, crashed …): it saw only
+    part of the site, so its failures are not evidence of absence and become errors."""
     load_check_types()
     results = [Result(rule, evaluate_rule(site, rule)) for rule in ruleset.rules]
+    if incomplete:
+        for r in results:
+            if r.outcome.status in ("fail", "not_applicable"):
+                r.outcome.status = "error"
+                r.outcome.message = (
+                    f"crawl {incomplete}: not all pages were seen ({r.outcome.message})"
+                )
     return Evaluation(
         results=results,
         reachable=site.reachable,

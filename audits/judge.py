@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from audits.db import Store
 from audits.engine import evaluate
 from audits.evidence import BlobStore, EvidenceError
 from audits.models import Audit, Certificate, Crawl, Finding, Site, Snapshot, utcnow
@@ -85,62 +86,61 @@ def site_view(
     )
 
 
+INCOMPLETE_CRAWLS = ("timed_out", "interrupted", "crashed", "running")
+
+
 def judge_crawl(
-    session: Session,
+    store: Store,
     crawl_id: int,
     ruleset: RuleSet,
     blobs: BlobStore,
     badge_hosts: tuple[str, ...],
     *,
     kind: str = "audit",
-    certs: dict[str, tuple[str, Certificate]] | None = None,
-) -> Audit:
-    crawl = session.get(Crawl, crawl_id, options=[selectinload(Crawl.site)])
-    if crawl is None:
-        raise LookupError(f"no crawl {crawl_id}")
+) -> int:
+    """Judge one stored crawl and append the audit; returns the audit id.
+
+    Reading and evaluating happen outside any write transaction, so on SQLite the crawl's
+    writer is never kept waiting while rules run."""
     started = utcnow()
-    view = site_view(session, crawl, blobs, badge_hosts, certs)
-    evaluation = evaluate(view, ruleset)
-    if crawl.status in ("timed_out", "interrupted", "crashed", "running"):
-        # A crawl that did not finish saw only part of the site: its failures are not
-        # evidence of absence. Keep what passed, mark the rest as errors.
-        for result in evaluation.results:
-            if result.outcome.status in ("fail", "not_applicable"):
-                result.outcome.status = "error"
-                result.outcome.message = (
-                    f"crawl {crawl.status}: not all pages were seen ({result.outcome.message})"
-                )
-    audit = Audit(
-        crawl_id=crawl.id,
-        site_id=crawl.site_id,
-        kind=kind,
-        packs=ruleset.describe(),
-        started_at=crawl.started_at if kind == "audit" else started,
-        score=evaluation.score,
-        reachable=evaluation.reachable,
-        summary=evaluation.summary,
-    )
-    session.add(audit)
-    session.flush()
-    session.add_all(
-        Finding(
-            audit_id=audit.id,
-            rule_id=r.rule.id,
-            pack=r.rule.pack.id,
-            rule_sha256=r.rule.sha256,
-            status=r.outcome.status,
-            severity=r.rule.severity,
-            title=r.rule.title,
-            message=r.outcome.message,
-            evidence=r.outcome.evidence,
-            references=r.rule.references,
-            guidance=r.rule.guidance,
+    with store.session(readonly=True) as session:
+        crawl = session.get(Crawl, crawl_id, options=[selectinload(Crawl.site)])
+        if crawl is None:
+            raise LookupError(f"no crawl {crawl_id}")
+        view = site_view(session, crawl, blobs, badge_hosts)
+        status, site_id, crawl_started = crawl.status, crawl.site_id, crawl.started_at
+    evaluation = evaluate(view, ruleset, incomplete=status if status in INCOMPLETE_CRAWLS else None)
+    with store.session() as session:
+        audit = Audit(
+            crawl_id=crawl_id,
+            site_id=site_id,
+            kind=kind,
+            packs=ruleset.describe(),
+            started_at=crawl_started if kind == "audit" else started,
+            score=evaluation.score,
+            reachable=evaluation.reachable,
+            summary=evaluation.summary,
         )
-        for r in evaluation.results
-    )
-    audit.finished_at = utcnow()
-    session.flush()
-    return audit
+        session.add(audit)
+        session.flush()
+        session.add_all(
+            Finding(
+                audit_id=audit.id,
+                rule_id=r.rule.id,
+                pack=r.rule.pack.id,
+                rule_sha256=r.rule.sha256,
+                status=r.outcome.status,
+                severity=r.rule.severity,
+                title=r.rule.title,
+                message=r.outcome.message,
+                evidence=r.outcome.evidence,
+                references=r.rule.references,
+                guidance=r.rule.guidance,
+            )
+            for r in evaluation.results
+        )
+        audit.finished_at = utcnow()
+        return audit.id
 
 
 def _evidence_item(item: dict[str, Any]) -> dict[str, Any]:

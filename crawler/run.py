@@ -1,4 +1,5 @@
-"""Child-process entry point for one crawl run: ``python -m crawler.run JOB.json``.
+"""Child-process entry point for one crawl run: ``python -m crawler.run -`` (job on stdin)
+or ``python -m crawler.run JOB.json``.
 
 A Twisted reactor cannot be restarted, so every run gets a fresh process; the parent (the
 CLI, the scheduler, the web app) reads one JSON line per finished site on our stdout and
@@ -63,9 +64,12 @@ def run(job: dict[str, Any]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m crawler.run JOB.json", file=sys.stderr)
+        print("usage: python -m crawler.run -|JOB.json", file=sys.stderr)
         return 2
-    job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    # On stdin the job (which names the database, perhaps with a password) never touches
+    # the disk, so a killed run leaves nothing behind.
+    text = sys.stdin.read() if args[0] == "-" else Path(args[0]).read_text(encoding="utf-8")
+    job = json.loads(text)
     return run(job)
 
 

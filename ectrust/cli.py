@@ -24,7 +24,7 @@ from sqlalchemy.orm import selectinload
 
 from audits.db import DatabaseError, Store
 from audits.evidence import BlobStore
-from audits.judge import audit_document, certificate_index, judge_crawl
+from audits.judge import audit_document, judge_crawl
 from audits.models import Audit, Crawl, Site
 from audits.policy import PolicyInputError
 from audits.registry import RegistryError, add_site, import_rows, read_csv, site_record
@@ -369,20 +369,10 @@ def reaudit(
                 if found is None:
                     raise BadInput(f"no audit {audit_id}")
                 crawl_ids.append(found.crawl_id)
-    new_ids = []
-    for crawl_id in crawl_ids:
-        with store.session() as session:
-            new_ids.append(
-                judge_crawl(
-                    session,
-                    crawl_id,
-                    ruleset,
-                    blobs,
-                    settings.badge_hosts,
-                    kind="reaudit",
-                    certs=certificate_index(session),
-                ).id
-            )
+    new_ids = [
+        judge_crawl(store, crawl_id, ruleset, blobs, settings.badge_hosts, kind="reaudit")
+        for crawl_id in crawl_ids
+    ]
     docs = _documents(store, new_ids, lang.value)
     if as_json:
         print_json({"audits": docs})

@@ -13,9 +13,9 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,8 +26,8 @@ from sqlalchemy import func, select, update
 
 from audits.db import Store
 from audits.evidence import BlobStore
-from audits.judge import certificate_index, judge_crawl
-from audits.models import Crawl, Site, Snapshot
+from audits.judge import judge_crawl
+from audits.models import Audit, Crawl, Site, Snapshot
 from audits.rulepack import RuleSet
 from crawler.netpolicy import parse_connect_to
 from ectrust.config import Settings
@@ -82,7 +82,7 @@ class CrawlRun:
         log_dir = self.settings.home / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        self.log_path = log_dir / f"crawl-{stamp}-{os.getpid()}.log"
+        self.log_path = log_dir / f"crawl-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:6]}.log"
         job = {
             "db": self.settings.db_url,
             "home": str(self.settings.home),
@@ -92,37 +92,37 @@ class CrawlRun:
             "connect_to": self.options.connect_to,
             "settings": self.options.scrapy_settings,
         }
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:
-            json.dump(job, fh)
-            job_path = fh.name
         limit = self.options.run_time_limit(len(self.crawls))
-        try:
-            with open(self.log_path, "wb") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "crawler.run", job_path],
-                    stdout=subprocess.PIPE,
-                    stderr=log,
-                    env=_child_env(),
-                    cwd=os.getcwd(),
-                )
-                timer = threading.Timer(limit, self._kill, args=(proc,))
-                timer.daemon = True
-                timer.start()
+        with open(self.log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "crawler.run", "-"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=_child_env(),
+                cwd=os.getcwd(),
+            )
+            timer = threading.Timer(limit, self._kill, args=(proc,))
+            timer.daemon = True
+            timer.start()
+            try:
+                assert proc.stdin is not None and proc.stdout is not None
                 try:
-                    assert proc.stdout is not None
-                    for raw in proc.stdout:
-                        try:
-                            yield json.loads(raw)
-                        except json.JSONDecodeError:
-                            logger.warning("unexpected crawler output: %r", raw[:200])
-                    self.returncode = proc.wait()
-                finally:
-                    timer.cancel()
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
-        finally:
-            Path(job_path).unlink(missing_ok=True)
+                    proc.stdin.write(json.dumps(job).encode("utf-8"))
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    logger.error("the crawler exited before reading its job; see %s", self.log_path)
+                for raw in proc.stdout:
+                    try:
+                        yield json.loads(raw)
+                    except json.JSONDecodeError:
+                        logger.warning("unexpected crawler output: %r", raw[:200])
+                self.returncode = proc.wait()
+            finally:
+                timer.cancel()
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
     def _kill(self, proc: subprocess.Popen[bytes]) -> None:
         self.timed_out = True
@@ -179,26 +179,20 @@ def run_audits(
     started = time.monotonic()
 
     def judge(crawl_id: int) -> None:
-        with store.session() as session:
-            audit = judge_crawl(
-                session,
-                crawl_id,
-                ruleset,
-                blobs,
-                settings.badge_hosts,
-                certs=certificate_index(session),
+        audit_id = judge_crawl(store, crawl_id, ruleset, blobs, settings.badge_hosts)
+        audits[crawl_id] = audit_id
+        if on_progress:
+            with store.session(readonly=True) as session:
+                score = session.get(Audit, audit_id).score
+            on_progress(
+                "audited",
+                {
+                    "domain": pending[crawl_id],
+                    "audit_id": audit_id,
+                    "score": score,
+                    "status": "done",
+                },
             )
-            audits[crawl_id] = audit.id
-            if on_progress:
-                on_progress(
-                    "audited",
-                    {
-                        "domain": pending[crawl_id],
-                        "audit_id": audit.id,
-                        "score": audit.score,
-                        "status": "done",
-                    },
-                )
 
     for event in run.events():
         if event.get("event") == "crawl_done" and event.get("crawl_id") in pending:

@@ -19,10 +19,13 @@ _RANK = {"pass": 0, "warn": 1, "review": 2, "fail": 3, "error": 4, "not_applicab
 )
 def any_of(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcome:
     """The best result of several checks: pass if any passes, else the most hopeful."""
-    outcomes = [CHECKS[sub["type"]].run(site, rule, sub) for sub in params["checks"]]
+    outcomes = []
+    for sub in params["checks"]:
+        outcome = CHECKS[sub["type"]].run(site, rule, sub)
+        if outcome.status == "pass":
+            return outcome  # the first that passes decides; the rest need not run
+        outcomes.append(outcome)
     best = min(outcomes, key=lambda o: _RANK[o.status])
-    if best.status == "pass":
-        return best
     return Outcome(
         best.status,
         "; ".join(o.message for o in outcomes),

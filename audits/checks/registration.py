@@ -82,13 +82,20 @@ def icp_number(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcome:
 
 
 def _codes_in(page: Page) -> list[tuple[str, bool, str]]:
-    """(code, valid, quote) for each 18-character code next to a credit-code label."""
+    """(code, valid, quote) for each 18-character code next to a credit-code label: in the
+    label's own text block or the one after it (a table row puts them in two cells)."""
     out = []
-    for block in page.text.split("\n"):
+    blocks = page.text.split("\n")
+    for i, block in enumerate(blocks):
         if not search(CREDIT_LABEL, block):
             continue
-        for m in CREDIT_CODE.finditer(block.upper(), timeout=0.5):
-            out.append((m.group(1), credit_code_valid(m.group(1)), excerpt(block, m)))
+        for text in (block, f"{block} {blocks[i + 1]}" if i + 1 < len(blocks) else ""):
+            found = list(CREDIT_CODE.finditer(text.upper(), timeout=0.5))
+            if found:
+                out.extend(
+                    (m.group(1), credit_code_valid(m.group(1)), excerpt(text, m)) for m in found
+                )
+                break
     return out
 
 

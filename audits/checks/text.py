@@ -34,7 +34,10 @@ def text_present(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcome:
     wanted = params.get("min_matches", 1)
     evidence: list[dict[str, Any]] = []
     negated: list[dict[str, Any]] = []
+    enough = max(wanted, 3)
     for page in scoped_pages(site, rule):
+        if len(evidence) >= enough:
+            break
         text = page.footer_text if params.get("footer_only") else page.text
         for block in text.split("\n"):
             match = search(pattern, block)
@@ -49,7 +52,7 @@ def text_present(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcome:
                 negated.append(item)
                 continue
             evidence.append(item)
-            if len(evidence) >= max(wanted, 3):
+            if len(evidence) >= enough:
                 break
     if len(evidence) >= wanted:
         return Outcome("pass", f"found on {len({e['url'] for e in evidence})} page(s)", evidence)
