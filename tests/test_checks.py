@@ -92,3 +92,12 @@ def test_crawler_settings_refuse_non_http_schemes():
     assert crawl_settings.TELNETCONSOLE_ENABLED is False
     assert crawl_settings.ROBOTSTXT_OBEY is True
     assert crawl_settings.DOWNLOAD_MAXSIZE <= 16 * 1024 * 1024
+
+
+def test_evidence_prefers_sentences_over_headings():
+    text = (
+        "三、我们如何共享、转让、公开披露您的个人信息\n"
+        "除法律法规规定的情形外，我们不会与任何第三方共享您的个人信息。"
+    )
+    quotes = detector().analyse(text)["sharing"]
+    assert quotes[0].startswith("除法律法规规定的情形外") and len(quotes) == 2

@@ -63,13 +63,27 @@ class ClauseDetector:
         return [c for c in CATEGORIES if c in self.patterns and search(self.patterns[c], sentence)]
 
     def analyse(self, text: str, max_evidence: int = 3) -> dict[str, list[str]]:
-        """category -> up to ``max_evidence`` sentences that show it ([] when not covered)."""
-        found: dict[str, list[str]] = {c: [] for c in CATEGORIES if c in self.patterns}
+        """category -> up to ``max_evidence`` sentences that show it ([] when not covered).
+        Full sentences are quoted before heading-like lines ("三、我们如何共享…"), which
+        count for coverage but make weak evidence."""
+        strong: dict[str, list[str]] = {c: [] for c in CATEGORIES if c in self.patterns}
+        weak: dict[str, list[str]] = {c: [] for c in strong}
         for sentence in sentences(text):
             for category in self.classify(sentence):
-                if len(found[category]) < max_evidence:
-                    found[category].append(excerpt(sentence, width=300))
-        return found
+                bucket = weak if looks_like_heading(sentence) else strong
+                if len(bucket[category]) < max_evidence:
+                    bucket[category].append(excerpt(sentence, width=300))
+        return {c: (strong[c] + weak[c])[:max_evidence] for c in strong}
+
+
+HEADING_START = regex.compile(
+    r"^\s*(?:[一二三四五六七八九十]+[、.．]|[(（][一二三四五六七八九十\d]+[)）]|\d+(?:\.\d+)*[、.．\s])"
+)
+
+
+def looks_like_heading(sentence: str) -> bool:
+    """Numbered section titles, and lines that end without sentence punctuation."""
+    return bool(HEADING_START.match(sentence)) or sentence.rstrip()[-1:] not in "。！？；.!?;"
 
 
 @dataclass
