@@ -88,11 +88,6 @@ def upgrade_schema(engine: Engine) -> bool:
     return True
 
 
-def downgrade_schema(engine: Engine, revision: str) -> None:
-    with engine.begin() as conn:
-        command.downgrade(_alembic_config(conn), revision)
-
-
 class Store:
     """The database of one deployment: an engine plus a session factory."""
 

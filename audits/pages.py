@@ -9,12 +9,11 @@ kept off this hot path (it is about 20 times slower here).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import charset_normalizer
 import lxml.html
@@ -254,9 +253,6 @@ class Page:
             )
         return out
 
-    def blocks(self) -> Iterator[str]:
-        yield from (line for line in self.text.split("\n") if line)
-
 
 @dataclass
 class CertificateInfo:
@@ -311,7 +307,3 @@ class SiteView:
         sample = f"{home.title}\n{home.text[:5000]}"
         cjk = sum(1 for ch in sample if "\u4e00" <= ch <= "\u9fff")
         return cjk >= 10 and cjk / max(len(sample), 1) > 0.1
-
-    def host_is_site(self, url: str) -> bool:
-        host = (urlsplit(url).hostname or "").lower()
-        return host == self.domain or host.endswith("." + self.domain)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -159,10 +159,6 @@ class ImportCounts:
     sites_unchanged: int = 0
     certificates_added: int = 0
     certificates_changed: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, int]:
-        return {k: v for k, v in self.__dict__.items() if k != "problems"}
 
 
 def read_csv(path: Path) -> list[SiteRow]:

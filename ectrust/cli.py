@@ -29,7 +29,7 @@ from audits.models import Audit, Crawl, Site
 from audits.policy import PolicyInputError
 from audits.registry import RegistryError, add_site, import_rows, read_csv, site_record
 from audits.rulepack import RuleFileError, load_rules
-from crawler.netpolicy import ConnectToError, parse_connect_to
+from crawler.netpolicy import ConnectToError
 from ectrust.config import Settings
 from ectrust.console import STATUS_STYLE, err, out, print_json, setup_logging
 
@@ -297,7 +297,6 @@ def audit(
     if bool(domains) == all_sites:
         raise BadInput("name the domains to audit, or give --all (not both)")
     specs = [*settings.connect_to, *(connect_to or [])]
-    parse_connect_to(specs)
     ruleset = load_rules(pack_ids=rules)
     store = open_store(settings)
     with store.session() as session:

@@ -117,7 +117,7 @@ class CrawlRun:
                         yield json.loads(raw)
                     except json.JSONDecodeError:
                         logger.warning("unexpected crawler output: %r", raw[:200])
-                self.returncode = proc.wait()
+                proc.wait()
             finally:
                 timer.cancel()
                 if proc.poll() is None:
