@@ -61,7 +61,8 @@ def document_page(body: bytes, source: str, content_type: str | None = None) -> 
     if not is_html:
         text, _ = decode_body(body, content_type or "text/plain")
         paragraphs = "".join(f"<p>{_escape(line)}</p>" for line in text.splitlines())
-        body, content_type = f"<html><body>{paragraphs}</body></html>".encode(), "text/html"
+        body = f"<html><body>{paragraphs}</body></html>".encode()
+        content_type = "text/html; charset=utf-8"
     return Page(
         url=source,
         final_url=source,
@@ -83,7 +84,8 @@ def _escape(text: str) -> str:
 def analyse_page(page: Page, pack: Pack) -> dict[str, Any]:
     detector = ClauseDetector.for_pack(pack)
     text = page.main_text
-    clauses = detector.analyse(text)
+    units = sentences(text)
+    clauses = detector.analyse_sentences(units)
     covered = [c for c, quotes in clauses.items() if quotes]
     cfg = pack.policy
     reads_as_policy = len(covered) >= cfg.get("min_categories", 4) and len(text) >= cfg.get(
@@ -94,7 +96,7 @@ def analyse_page(page: Page, pack: Pack) -> dict[str, Any]:
         "title": page.title,
         "encoding": page.encoding,
         "characters": len(text),
-        "sentences": len(sentences(text)),
+        "sentences": len(units),
         "reads_as_policy": reads_as_policy,
         "categories_covered": len(covered),
         "clauses": {

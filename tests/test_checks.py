@@ -101,3 +101,42 @@ def test_evidence_prefers_sentences_over_headings():
     )
     quotes = detector().analyse(text)["sharing"]
     assert quotes[0].startswith("除法律法规规定的情形外") and len(quotes) == 2
+
+
+def test_table_of_contents_alone_does_not_count():
+    d = detector()
+    toc = "\n".join(
+        [
+            "本政策包括以下内容：",
+            "一、我们如何收集和使用您的个人信息",
+            "二、我们如何共享、转让、公开披露您的个人信息",
+            "三、我们如何保护您的个人信息",
+        ]
+    )
+    assert not any(d.analyse(toc).values())
+    # the same heading with a section under it counts, quoted after the full sentence
+    section = "三、我们如何保护您的个人信息\n我们采用加密技术保护您的个人信息。"
+    assert d.analyse(section)["security"][0].startswith("我们采用加密技术")
+
+
+def test_numbered_statements_are_not_titles():
+    items = [
+        "1. We collect your e-mail address when you register.",
+        "2. We share it with couriers.",
+    ]
+    found = detector().analyse("\n".join(items))
+    assert found["collection"] and found["sharing"]
+
+
+def test_scanning_a_document_equals_sentence_by_sentence():
+    d = detector()
+    lines = [
+        "我们会收集您的手机号码。",
+        "我们不会出售您的个人信息。",
+        "Cookies",
+        "您可以删除您的账户。",
+        "We keep your data for 3 years.",
+        "If you are under 14, ask a parent.",
+        "短句",
+    ]
+    assert d.classify_many(lines) == [d.classify(line) for line in lines]
