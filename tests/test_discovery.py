@@ -111,3 +111,84 @@ def test_gbk_policy_page(env, cli, site_farm):
     assert all(_policy(doc)["clauses"].values())
     children = next(f for f in doc["findings"] if f["rule_id"] == "privacy.clause.children")
     assert "十四周岁" in children["evidence"][0]["excerpt"]
+
+
+SITEMAP = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+    "<url><loc>http://s.example/products/1.html</loc></url>"
+    "<url><loc>http://s.example/legal/privacy-2024.html</loc></url>"
+    "</urlset>"
+)
+
+
+@pytest.mark.parametrize(
+    ("files", "url", "found_by"),
+    [
+        (
+            {
+                "index.html": page(footer='<a href="/about.html">关于我们</a>'),
+                "sitemap.xml": SITEMAP,
+                "legal/privacy-2024.html": FULL_ZH,
+            },
+            "http://s.example/legal/privacy-2024.html",
+            "sitemap",
+        ),
+        (
+            {
+                "index.html": page(footer='<a href="/about.html">关于我们</a>'),
+                "privacy.html": FULL_ZH,
+            },
+            "http://s.example/privacy.html",
+            "common_path",
+        ),
+    ],
+    ids=["sitemap", "common-path"],
+)
+def test_unlinked_policy_is_found_as_a_last_resort(env, cli, site_farm, files, url, found_by):
+    """A policy no customer can click to still exists: reported as warn, not as pass or
+    absent, with no click count."""
+    farm, root = site_farm
+    write_site(root, "s.example", files)
+    cli("sites", "add", "s.example", "--url", "http://s.example/")
+    [doc] = audit(cli, farm, "s.example")
+    policy = _policy(doc)
+    assert policy is not None and policy["url"] == url
+    assert policy["clicks_from_home"] is None and policy["found_by"] == found_by
+    present = next(f for f in doc["findings"] if f["rule_id"] == "privacy.policy_present")
+    assert present["status"] == "warn" and "no link" in present["message"]
+    sharing = next(f for f in doc["findings"] if f["rule_id"] == "privacy.clause.sharing")
+    assert sharing["status"] == "pass"
+
+
+def test_linked_policy_needs_no_last_resort(env, cli, site_farm):
+    farm, root = site_farm
+    write_site(
+        root,
+        "l.example",
+        {
+            "index.html": page(footer='<a href="/p.html">隐私政策</a>'),
+            "p.html": FULL_ZH,
+            "sitemap.xml": SITEMAP.replace("s.example", "l.example"),
+        },
+    )
+    cli("sites", "add", "l.example", "--url", "http://l.example/")
+    [doc] = audit(cli, farm, "l.example")
+    assert _policy(doc)["found_by"] == "link"
+    assert ("l.example", "/sitemap.xml") not in farm.requests
+
+
+def test_pdf_policy_is_reported_honestly(env, cli, site_farm):
+    farm, root = site_farm
+    write_site(
+        root,
+        "f.example",
+        {
+            "index.html": page(footer='<a href="/privacy.pdf">隐私政策</a>'),
+            "privacy.pdf": b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n",
+        },
+    )
+    cli("sites", "add", "f.example", "--url", "http://f.example/")
+    [doc] = audit(cli, farm, "f.example")
+    present = next(f for f in doc["findings"] if f["rule_id"] == "privacy.policy_present")
+    assert present["status"] == "warn" and "PDF" in present["message"]

@@ -191,6 +191,10 @@ def looks_like_heading(sentence: str) -> bool:
     return bool(HEADING_START.match(sentence)) or sentence.rstrip()[-1:] not in "。！？；.!?;"
 
 
+# Snapshot reasons of pages no customer click leads to (see crawler/spiders/site_audit.py).
+LAST_RESORT = {"sitemap": "sitemap.xml", "common_path": "a common address"}
+
+
 @dataclass
 class PolicyResult:
     page: Page | None = None
@@ -202,7 +206,9 @@ class PolicyResult:
 
     @property
     def clicks_from_home(self) -> int | None:
-        return None if self.page is None else self.page.depth
+        if self.page is None or self.page.reason in LAST_RESORT:
+            return None
+        return self.page.depth
 
 
 def _link_to(site: SiteView, page: Page) -> dict[str, Any] | None:
@@ -248,6 +254,8 @@ def _find_policy(site: SiteView, pack: Pack) -> PolicyResult:
     result = PolicyResult()
     best: tuple[int, int, Page, dict[str, list[str]]] | None = None
     for page in candidates:
+        if page.reason in LAST_RESORT and not page.ok:
+            continue  # a guessed address that does not exist says nothing
         reason = None
         if not page.ok:
             reason = f"not fetched: {page.error or page.status}"
@@ -283,14 +291,24 @@ def _find_policy(site: SiteView, pack: Pack) -> PolicyResult:
                 }
             )
             continue
-        rank = (-covered, page.depth)
-        if best is None or rank < (best[0], best[1]):
-            best = (rank[0], rank[1], page, clauses)
+        # a page a customer can click to beats one found only by the last resort
+        rank = (page.reason in LAST_RESORT, -covered, page.depth)
+        if best is None or rank < best[0]:
+            best = (rank, page, clauses)
     if best is not None:
-        page, clauses = best[2], best[3]
+        page, clauses = best[1], best[2]
         result.page, result.clauses, result.status = page, clauses, "pass"
-        result.link = _link_to(site, page)
         covered = sum(1 for v in clauses.values() if v)
+        if page.reason in LAST_RESORT:
+            result.status = "warn"
+            result.message = (
+                f"a privacy policy exists at {page.final_url} but no link on the site leads "
+                f"to it within two clicks of the homepage (found through "
+                f"{LAST_RESORT[page.reason]}); speaks of {covered} of {len(CATEGORIES)} "
+                "clause categories"
+            )
+            return result
+        result.link = _link_to(site, page)
         result.message = (
             f"privacy policy at {page.final_url}, {page.depth} click(s) from the "
             f"homepage; speaks of {covered} of {len(CATEGORIES)} clause categories"
@@ -324,10 +342,14 @@ def privacy_policy(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcom
             {
                 "url": found.page.final_url,
                 "excerpt": found.page.title[:160],
-                "clicks_from_home": found.page.depth,
+                "clicks_from_home": found.clicks_from_home,
             }
         )
-        data = {"url": found.page.final_url, "clicks_from_home": found.page.depth}
+        data = {
+            "url": found.page.final_url,
+            "clicks_from_home": found.clicks_from_home,
+            "found_by": found.page.reason if found.page.reason in LAST_RESORT else "link",
+        }
     else:
         evidence.extend(found.rejected[:3])
     return Outcome(found.status, found.message, evidence, data)
