@@ -11,7 +11,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from audits.checks.privacy import CATEGORIES, ClauseDetector, sentences
+from audits.checks.base import compile_patterns
+from audits.checks.privacy import CATEGORIES, ClauseDetector, reads_as_policy, sentences
 from audits.pages import Page, decode_body
 from audits.rulepack import Pack, load_rules
 
@@ -85,19 +86,18 @@ def analyse_page(page: Page, pack: Pack) -> dict[str, Any]:
     detector = ClauseDetector.for_pack(pack)
     text = page.main_text
     units = sentences(text)
-    clauses = detector.analyse_sentences(units)
+    reading = detector.read(units, voice=compile_patterns(pack.policy.get("voice", [])))
+    clauses = reading.clauses
     covered = [c for c, quotes in clauses.items() if quotes]
-    cfg = pack.policy
-    reads_as_policy = len(covered) >= cfg.get("min_categories", 4) and len(text) >= cfg.get(
-        "min_chars", 200
-    )
+    problem = reads_as_policy(reading, text, pack.policy)
     return {
         "source": page.final_url,
         "title": page.title,
         "encoding": page.encoding,
         "characters": len(text),
         "sentences": len(units),
-        "reads_as_policy": reads_as_policy,
+        "reads_as_policy": problem is None,
+        "not_a_policy_because": problem,
         "categories_covered": len(covered),
         "clauses": {
             c: {"covered": bool(clauses.get(c)), "evidence": clauses.get(c, [])} for c in CATEGORIES

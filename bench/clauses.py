@@ -524,11 +524,14 @@ def time_documents(
     walls: list[float] = []
     cpus: list[float] = []
     covered: dict[str, frozenset[str]] = {}
+    not_policies: dict[str, str] = {}
     for _ in range(max(1, rounds)):
         wall, cpu = time.perf_counter(), time.process_time()
         for name, body in encoded:
             result = analyse_page(document_page(body, name), pack)
             covered[name] = frozenset(c for c, v in result["clauses"].items() if v["covered"])
+            if not result["reads_as_policy"]:
+                not_policies[name] = result["not_a_policy_because"]
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     wall_s, cpu_s = statistics.median(walls), statistics.median(cpus)
@@ -541,6 +544,8 @@ def time_documents(
         "cpu_s": round(cpu_s, 4),
         "policies_per_s": round(n / wall_s, 1) if wall_s else None,
         "policies_per_cpu_s": round(n / cpu_s, 1) if cpu_s else None,
+        "read_as_policy": n - len(not_policies),
+        "not_read_as_policy": not_policies,
     }
     return figures, covered
 
@@ -673,6 +678,12 @@ def bench_corpus(
         f"  [F1 per category: "
         + ", ".join(f"{c} {fmt(v.f1, 2)}" for c, v in doc_counts.items())
         + "]"
+    )
+    rejected = throughput["not_read_as_policy"]
+    print(
+        f"  read as a privacy policy (the discovery gate): {throughput['read_as_policy']} of "
+        f"{throughput['policies']}"
+        + "".join(f"\n    not: {name}: {why}" for name, why in sorted(rejected.items()))
     )
     result["policy_level"] = {
         "policies": len(pol_pairs),

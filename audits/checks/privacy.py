@@ -148,6 +148,17 @@ class ClauseDetector:
     def analyse_sentences(
         self, items: Sequence[str], max_evidence: int = 3
     ) -> dict[str, list[str]]:
+        return self.read(items, max_evidence).clauses
+
+    def read(
+        self,
+        items: Sequence[str],
+        max_evidence: int = 3,
+        voice: regex.Pattern[str] | None = None,
+    ) -> Reading:
+        """Evidence per category, and which categories some sentence in ``voice`` (the
+        operator speaking: "we", "本平台") speaks of."""
+        voiced: set[str] = set()
         strong: dict[str, list[str]] = {c: [] for c in CATEGORIES if c in self.patterns}
         weak: dict[str, list[str]] = {c: [] for c in strong}
         heading = [looks_like_heading(s) for s in items]
@@ -163,10 +174,40 @@ class ClauseDetector:
             if title[i] and not has_content[i]:
                 continue
             bucket = weak if heading[i] else strong
+            if voice is not None and categories and search(voice, items[i]):
+                voiced.update(categories)
             for category in categories:
                 if len(bucket[category]) < max_evidence:
                     bucket[category].append(excerpt(items[i], width=300))
-        return {c: (strong[c] + weak[c])[:max_evidence] for c in strong}
+        return Reading({c: (strong[c] + weak[c])[:max_evidence] for c in strong}, voiced)
+
+
+@dataclass
+class Reading:
+    clauses: dict[str, list[str]]  # category -> evidence sentences ([] when not covered)
+    voiced: set[str]  # categories spoken of in the operator's voice
+
+    @property
+    def covered(self) -> int:
+        return sum(1 for quotes in self.clauses.values() if quotes)
+
+
+def reads_as_policy(reading: Reading, text: str, cfg: dict[str, Any]) -> str | None:
+    """None when a text reads as a privacy policy under a pack's ``policy:`` settings, else
+    the reason it does not."""
+    min_categories = cfg.get("min_categories", 4)
+    min_voiced = cfg.get("min_voiced_categories", 0)
+    if len(text) < cfg.get("min_chars", 200) or reading.covered < min_categories:
+        return (
+            f"does not read as a privacy policy ({reading.covered} of {len(CATEGORIES)} clause "
+            f"categories, {len(text)} characters)"
+        )
+    if len(reading.voiced) < min_voiced:
+        return (
+            "speaks about privacy policies rather than as one (the site commits itself on "
+            f"{len(reading.voiced)} clause categories, {min_voiced} needed)"
+        )
+    return None
 
 
 _DETECTORS: dict[tuple[str, str], ClauseDetector] = {}
@@ -242,7 +283,7 @@ def _find_policy(site: SiteView, pack: Pack) -> PolicyResult:
     title = compile_patterns(cfg.get("title", []))
     decoy = compile_patterns(cfg.get("decoy", []))
     min_categories = cfg.get("min_categories", 4)
-    min_chars = cfg.get("min_chars", 400)
+    voice = compile_patterns(cfg.get("voice", []))
     detector = ClauseDetector.for_pack(pack)
 
     candidates = []
@@ -273,20 +314,19 @@ def _find_policy(site: SiteView, pack: Pack) -> PolicyResult:
                 }
             )
             continue
-        clauses = detector.analyse(page.main_text)
-        covered = sum(1 for v in clauses.values() if v)
+        reading = detector.read(sentences(page.main_text), voice=voice)
+        clauses, covered = reading.clauses, reading.covered
         heading = f"{page.title} {page.link_text}"
-        if (
-            len(page.main_text) < min_chars
-            or covered < min_categories
-            or (decoy is not None and search(decoy, heading) and covered < min_categories + 2)
-        ):
+        problem = reads_as_policy(reading, page.main_text, cfg)
+        decoy_like = decoy is not None and bool(search(decoy, heading))
+        if problem is None and decoy_like and covered < min_categories + 2:
+            problem = f"reads like {heading.strip()[:60]!r}, not a privacy policy"
+        if problem is not None:
             result.rejected.append(
                 {
                     "url": page.final_url,
                     "excerpt": (page.link_text or page.title)[:160],
-                    "note": f"does not read as a privacy policy ({covered} of {len(CATEGORIES)} "
-                    f"clause categories, {len(page.main_text)} characters)",
+                    "note": problem,
                     "depth": page.depth,
                 }
             )
