@@ -16,6 +16,23 @@ TIPS = page(
     "网购隐私小贴士", footer="<p>设置复杂密码，不要点击来历不明的链接，保护好您的隐私。</p>"
 )
 
+# speaks of every clause category, but about policies in general: commits the site to nothing
+ARTICLE = page(
+    "为什么要读隐私政策",
+    footer="".join(
+        f"<p>{line}</p>"
+        for line in (
+            "很多消费者从来不读网站的隐私政策，其实它值得花五分钟看一看。",
+            "一份好的隐私政策会说明网站收集哪些个人信息、用于什么目的、是否与第三方共享。",
+            "它还应当说明信息保存期限、采取了哪些安全措施，以及用户如何查阅、更正和删除信息。",
+            "政策应写明儿童个人信息的处理规则、政策更新时的通知方式和联系方式。",
+            "网站使用 Cookie 时也应当告知用户，并允许用户在浏览器中拒绝。",
+            "如果政策里没有写明联系方式，遇到问题时消费者将很难维权。",
+            "下次注册新网站之前，不妨先看看它的隐私政策写得是否清楚、是否具体。",
+        )
+    ),
+)
+
 
 def _policy(doc: dict) -> dict | None:
     return doc["privacy_policy"]
@@ -79,8 +96,12 @@ def test_policy_found(env, cli, site_farm, files, url, clicks):
             "blog/tips.html": TIPS,
         },
         {"index.html": page(footer='<a href="/about.html">关于我们</a>'), "about.html": page()},
+        {
+            "index.html": page(footer='<a href="/news/1.html">读懂隐私政策</a>'),
+            "news/1.html": ARTICLE,
+        },
     ],
-    ids=["login-page", "privacy-tips", "none"],
+    ids=["login-page", "privacy-tips", "none", "article-about-policies"],
 )
 def test_no_policy(env, cli, site_farm, files):
     farm, root = site_farm
