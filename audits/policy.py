@@ -82,8 +82,12 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def analyse_page(page: Page, pack: Pack) -> dict[str, Any]:
-    detector = ClauseDetector.for_pack(pack)
+def analyse_page(
+    page: Page, pack: Pack, detector: ClauseDetector | None = None
+) -> dict[str, Any]:
+    """The ``policy analyze`` document of one page. ``detector`` defaults to the pack's own
+    (the benchmark passes one whose model never saw the page)."""
+    detector = detector or ClauseDetector.for_pack(pack)
     text = page.main_text
     units = sentences(text)
     reading = detector.read(units, voice=compile_patterns(pack.policy.get("voice", [])))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import regex
 
 from audits.checks.base import Outcome, check_type, compile_patterns, excerpt, search
+from audits.clausemodel import ClauseModel, load_model
 from audits.vocabulary import CLAUSE_CATEGORIES
 
 if TYPE_CHECKING:
@@ -39,6 +40,12 @@ def sentences(text: str) -> list[str]:
         if part:
             out.append(part)
     return out
+
+
+def is_chinese(sentence: str) -> bool:
+    """Mostly Han characters (a Chinese sentence may name "Cookie" or "App")."""
+    han = len(NOT_HAN.sub("", sentence))
+    return han >= 4 and han * 2 >= len(sentence.replace(" ", ""))
 
 
 def is_statement(sentence: str) -> bool:
@@ -64,11 +71,18 @@ class ClauseDetector:
     result is the same as matching each sentence alone."""
 
     patterns: dict[str, regex.Pattern[str]]
+    # For sentences in its language, the model decides the categories it was trained on;
+    # the patterns decide the others (cookies has no CAPP-130 label) and other languages.
+    model: ClauseModel | None = None
 
     @classmethod
     def for_pack(cls, pack: Pack) -> ClauseDetector:
         """The detector of a pack's ``clauses:`` (built once per distinct set of patterns)."""
-        key = (pack.id, json.dumps(pack.clauses, sort_keys=True))
+        key = (
+            pack.id,
+            json.dumps(pack.clauses, sort_keys=True),
+            pack.clause_model.get("sha256", ""),
+        )
         if key not in _DETECTORS:
             _DETECTORS[key] = cls._build(pack)
         return _DETECTORS[key]
@@ -76,7 +90,8 @@ class ClauseDetector:
     @classmethod
     def _build(cls, pack: Pack) -> ClauseDetector:
         compiled = {c: compile_patterns(p) for c, p in pack.clauses.items()}
-        detector = cls({c: p for c, p in compiled.items() if p is not None})
+        model = load_model(pack.clause_model["path"]) if pack.clause_model.get("path") else None
+        detector = cls({c: p for c, p in compiled.items() if p is not None}, model)
         # English patterns are scanned one by one: in a large case-insensitive alternation
         # the regex engine loses its literal-prefix shortcuts (measured 2.5 times slower on
         # English policies). Chinese patterns stay together: Chinese policies have many short
@@ -101,19 +116,52 @@ class ClauseDetector:
     def classify(self, sentence: str) -> list[str]:
         return self.classify_many([sentence])[0]
 
-    def classify_many(self, items: Sequence[str]) -> list[list[str]]:
-        """Categories of each sentence (in CATEGORIES order); non-statements get none."""
+    def classify_many(
+        self, items: Sequence[str], titles: Sequence[str] | None = None
+    ) -> list[list[str]]:
+        """Categories of each sentence (in CATEGORIES order); non-statements get none.
+        ``titles``: the section title each sentence stands under (default: read from
+        ``items`` as one document, see ``section_titles``)."""
         index = [i for i, s in enumerate(items) if "\n" not in s and is_statement(s)]
         hits: list[set[str]] = [set() for _ in items]
-        if index:
-            text = "\n".join(items[i] for i in index)
-            starts = [0]
-            for i in index[:-1]:
-                starts.append(starts[-1] + len(items[i]) + 1)
-            for category, parts in self._parts.items():
-                for part in parts:
-                    self._scan(part, category, text, starts, index, items, hits)
+        if self.model is None:
+            self._match(items, index, self._parts, hits)
+        else:
+            # the model decides its categories for Chinese sentences: the patterns of those
+            # categories need not run there
+            known = set(self.model.categories)
+            chinese = [i for i in index if is_chinese(items[i])]
+            other = [i for i in index if not is_chinese(items[i])]
+            self._match(items, other, self._parts, hits)
+            rest = {c: parts for c, parts in self._parts.items() if c not in known}
+            self._match(items, chinese, rest, hits)
+            if chinese:
+                if titles is None:
+                    titles = section_titles(items)
+                predicted = self.model.predict(
+                    [items[i] for i in chinese], [titles[i] for i in chinese]
+                )
+                for i, categories in zip(chinese, predicted, strict=True):
+                    hits[i].update(categories)
         return [[c for c in CATEGORIES if c in found] for found in hits]
+
+    def _match(
+        self,
+        items: Sequence[str],
+        index: list[int],
+        parts_by_category: dict[str, list[regex.Pattern[str]]],
+        hits: list[set[str]],
+    ) -> None:
+        """Pattern hits of the sentences ``items[i] for i in index``, scanned as one text."""
+        if not index or not parts_by_category:
+            return
+        text = "\n".join(items[i] for i in index)
+        starts = [0]
+        for i in index[:-1]:
+            starts.append(starts[-1] + len(items[i]) + 1)
+        for category, parts in parts_by_category.items():
+            for part in parts:
+                self._scan(part, category, text, starts, index, items, hits)
 
     @staticmethod
     def _scan(
@@ -210,7 +258,7 @@ def reads_as_policy(reading: Reading, text: str, cfg: dict[str, Any]) -> str | N
     return None
 
 
-_DETECTORS: dict[tuple[str, str], ClauseDetector] = {}
+_DETECTORS: dict[tuple[str, str, str], ClauseDetector] = {}
 
 HEADING_START = regex.compile(
     r"^\s*(?:[一二三四五六七八九十]+[、.．]|[(（][一二三四五六七八九十\d]+[)）]|\d+(?:\.\d+)*[、.．\s])"
@@ -225,6 +273,16 @@ def looks_like_title(sentence: str) -> bool:
         return True
     han = len(NOT_HAN.sub("", sentence))
     return han <= 20 if han else len(sentence.split()) <= 10
+
+
+def section_titles(items: Sequence[str]) -> list[str]:
+    """For each line, the latest section title above it ("" before the first)."""
+    out, current = [], ""
+    for item in items:
+        out.append(current)
+        if looks_like_title(item):
+            current = item
+    return out
 
 
 def looks_like_heading(sentence: str) -> bool:
