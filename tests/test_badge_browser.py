@@ -111,9 +111,11 @@ def test_pages_and_badge_in_chromium(server, shots: Path, tmp_path: Path):
         )
         page.on(
             "response",
-            lambda r: svgs.__setitem__(r.request.headers.get("referer", ""), r.body().decode())
-            if r.url.endswith(".svg")
-            else None,
+            lambda r: (
+                svgs.__setitem__(r.request.headers.get("referer", ""), r.body().decode())
+                if r.url.endswith(".svg")
+                else None
+            ),
         )
 
         # The verification page: holder (escaped), domain, tier, status, validity, zh + en.
