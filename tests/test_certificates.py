@@ -180,3 +180,51 @@ def test_migration_keeps_existing_data(tmp_path):
             ("a.example", 1)
         ]
     engine.dispose()
+
+
+def test_serve_command_serves_the_public_pages(env, cli):
+    """``ectrust serve`` as CONTRACT.md names it, in its own process."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    cli("sites", "import", str(DEMO_CSV))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ectrust", "serve", "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": root},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        body = b""
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/list", timeout=2) as r:
+                    body = r.read()
+                    break
+            except OSError:
+                time.sleep(0.1)
+        html = body.decode("utf-8")
+        assert "诚信企业榜" in html and "书香网上书城" in html and "ECT-2022-0003" not in html
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/badge/ECT-2022-0003.svg") as r:
+            assert "EXPIRED" in r.read().decode("utf-8")
+        # A second server on the same port cannot start: exit 3 with a message.
+        busy = subprocess.run(
+            [sys.executable, "-m", "ectrust", "serve", "--port", str(port)],
+            env={**os.environ, "PYTHONPATH": root},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert busy.returncode == 3 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -188,15 +188,22 @@ def examine_image(
 
 
 def _link_kind(
-    site: SiteView, url: str, link_hint: regex.Pattern[str] | None, has_badge_image: bool
+    site: SiteView,
+    url: str,
+    link_hint: regex.Pattern[str] | None,
+    has_badge_image: bool,
+    badge_words: bool,
 ) -> tuple[str | None, str | None]:
-    """(official | forged | other | None, look-alike of which official host)."""
+    """(official | forged | other | None, look-alike of which official host).
+
+    A link elsewhere that merely has ``/cert/<x>`` in its path (a shop's own ISO certificate
+    page) is not a forged badge link: it must also show the badge or say it is one."""
     host = (urlsplit(url).hostname or "").lower()
     cert = certificate_id_in(url)
     if host in site.badge_hosts:
         return ("official" if cert else "other"), None
     lookalike = lookalike_of(host, site.badge_hosts)
-    if lookalike or cert:
+    if lookalike or (cert and (has_badge_image or badge_words)):
         return "forged", lookalike
     own = host == site.domain or host.endswith("." + site.domain)
     if has_badge_image and not own and search(link_hint, url):
@@ -224,7 +231,10 @@ def collect_sightings(
             in_links.update(id(i) for i in imgs)
             seen_imgs = [s for s in (examine_image(site, page, i, image_hint) for i in imgs) if s]
             image = next((s for s in seen_imgs if s.strong), seen_imgs[0] if seen_imgs else None)
-            kind, lookalike = _link_kind(site, url, link_hint, image is not None)
+            label = f"{a.text_content()} {a.get('title') or ''} {a.get('aria-label') or ''}"
+            kind, lookalike = _link_kind(
+                site, url, link_hint, image is not None, bool(search(image_hint, label[:500]))
+            )
             if kind is None:
                 continue
             cert = certificate_id_in(url) if kind != "other" else None
