@@ -228,3 +228,29 @@ def test_serve_command_serves_the_public_pages(env, cli):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_sightings_queue_and_append_only_on_postgresql(pg_url):
+    from audits.certificates import suspend
+    from audits.db import Store
+    from audits.registry import import_rows, read_csv
+    from audits.sightings import record_sighting, sighting_queue
+
+    store = Store(pg_url)
+    with store.session() as session:
+        import_rows(session, read_csv(DEMO_CSV), "sites.csv")
+        suspend(session, "ECT-2024-0001", reason="complaint", actor="t")
+        record_sighting(session, cert_id="ECT-2024-0001", domain="copy.example",
+                        page="http://copy.example", source="badge", served="invalid")  # fmt: skip
+        record_sighting(session, cert_id="X", domain="books.example",
+                        page="http://books.example/", source="badge", served="invalid")  # fmt: skip
+    with store.session(readonly=True) as session:
+        queue = sighting_queue(session)
+    # Registered sites are audited, not queued; the page gets a path to start from.
+    assert [(q.domain, q.url, q.cert_ids) for q in queue] == [
+        ("copy.example", "http://copy.example/", ["ECT-2024-0001"])
+    ]
+    for sql in ("UPDATE badge_sightings SET domain = 'y'", "DELETE FROM certificate_events"):
+        with pytest.raises(Exception, match="append-only"), store.engine.begin() as conn:
+            conn.execute(text(sql))
+    store.dispose()

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote_to_bytes, urljoin, urlsplit
 
 import regex
+from w3lib.url import safe_url_string
 
 from audits.checks.base import PATTERNS, Outcome, check_type, compile_patterns, search
 
@@ -177,7 +178,8 @@ def examine_image(
         m = BADGE_PATH.search(parts.path)
         cert = m.group(1) if m else certificate_id_in(url)
         return ImageSeen(url, "hotlinked", cert, f"official badge image hot-linked from {host}")
-    fetched = site.page_for(url)
+    # The crawler stored it under its normalised form (percent-encoded, host lower-cased).
+    fetched = site.page_for(url) or site.page_for(safe_url_string(url).split("#")[0])
     if fetched is not None and fetched.ok and fetched.body:
         found = match_image(fetched.body)
         if found is not None:
