@@ -244,12 +244,32 @@ def covers(domains: list[str], host: str) -> bool:
     return any(host == d or host.endswith("." + d) for d in domains)
 
 
+EVENT_NAMES = {
+    "certified": {"zh": "认证有效", "en": "certified"},
+    "renewed": {"zh": "续期", "en": "renewed"},
+    "expired": {"zh": "到期", "en": "expired"},
+    "suspended": {"zh": "暂停", "en": "suspended"},
+    "revoked": {"zh": "撤销", "en": "revoked"},
+}
+
+
 def public_view(cert: Certificate, today: date) -> PublicCertificate:
-    changed, last = [], None
-    for ev in cert.events:
-        if ev.status != last:
-            changed.append((ev.at.date().isoformat(), ev.status))
-            last = ev.status
+    """The public history shows status changes and renewals, never the internal reasons. The
+    first entry is dated from ``valid_from`` (an imported certificate was issued before it
+    was recorded here); expiry, which is not an event, is added when it has passed."""
+    changed: list[tuple[str, str]] = []
+    last_status, last_until = None, None
+    for i, ev in enumerate(cert.events):
+        day = ev.at.date()
+        if i == 0 and ev.valid_from is not None:
+            day = min(day, ev.valid_from)
+        if ev.status != last_status:
+            changed.append((day.isoformat(), ev.status))
+        elif ev.valid_until != last_until and ev.status == "certified":
+            changed.append((day.isoformat(), "renewed"))
+        last_status, last_until = ev.status, ev.valid_until
+    if cert.effective_status(today) == "expired" and cert.valid_until is not None:
+        changed.append((cert.valid_until.isoformat(), "expired"))
     return PublicCertificate(
         cert_id=cert.cert_id,
         holder=cert.site.name or cert.site.domain,

@@ -5,11 +5,13 @@ A sighting is appended when ``/badge/<id>.svg`` or ``/cert/<id>`` is requested w
 Referer or Origin whose host the certificate does not cover (or for a certificate that does
 not exist). The same page is recorded at most once per ``DEDUP_MINUTES`` so a busy page
 cannot flood the table. The queue is derived, not stored: a sighted domain is due for a
-``badge check`` when no check of it started after its latest sighting.
+``badge check`` when no check of it started after its latest sighting. At most
+``MAX_PER_HOUR`` sightings are recorded per hour, whatever the Referers claim.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -21,6 +23,8 @@ from audits.models import BadgeCheck, BadgeSighting, Site, utcnow
 from audits.registry import normalise_domain
 
 DEDUP_MINUTES = 10
+MAX_PER_HOUR = 2000
+logger = logging.getLogger(__name__)
 
 
 def referring_page(referer: str | None, origin: str | None) -> tuple[str, str] | None:
@@ -50,6 +54,15 @@ def record_sighting(
 ) -> bool:
     """Append a sighting unless the same page was recorded lately; True if appended."""
     now = now or utcnow()
+    last_hour = session.scalar(
+        select(func.count())
+        .select_from(BadgeSighting)
+        .where(BadgeSighting.at >= now - timedelta(hours=1))
+    )
+    if last_hour >= MAX_PER_HOUR:
+        # Forged Referers must not fill the disk; the sites already queued still get checked.
+        logger.warning("badge sightings: %d in the last hour, not recording more", last_hour)
+        return False
     recent = session.scalar(
         select(func.count())
         .select_from(BadgeSighting)

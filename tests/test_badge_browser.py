@@ -95,7 +95,10 @@ def test_pages_and_badge_in_chromium(server, shots: Path, tmp_path: Path):
     port, store = server
     base = f"http://verify.trust.example:{port}"
     farm_root = tmp_path / "farm"
-    badge_tag = f'<img id="b" src="{base}/badge/ECT-2026-0001.svg" width="160" height="52">'
+    badge_tag = (
+        f'<a id="v" href="{base}/cert/ECT-2026-0001">'
+        f'<img id="b" src="{base}/badge/ECT-2026-0001.svg" width="160" height="52"></a>'
+    )
     for host in ("valid.example", "copycat.example"):
         write_site(farm_root, host, {"index.html": (
             f'<!DOCTYPE html><html lang="zh-CN"><meta charset="utf-8"><body>'
@@ -152,6 +155,13 @@ def test_pages_and_badge_in_chromium(server, shots: Path, tmp_path: Path):
         page.goto(f"http://copycat.example:{farm.port}/")
         page.wait_for_function("document.getElementById('b').complete")
         page.screenshot(path=str(shots / "badge-on-copycat.png"))
+        # A visitor who clicks through from the copycat is warned (SAMR-style).
+        page.set_viewport_size({"width": 1280, "height": 720})
+        page.click("#v")
+        page.wait_for_selector(".warning")
+        assert "copycat.example" in page.inner_text(".warning")
+        assert "不是本证书的认证网站" in page.inner_text(".warning")
+        page.screenshot(path=str(shots / "cert-warning.png"), full_page=True)
         browser.close()
 
     own = next(v for k, v in svgs.items() if "valid.example" in k)
@@ -162,7 +172,8 @@ def test_pages_and_badge_in_chromium(server, shots: Path, tmp_path: Path):
     with store.session(readonly=True) as session:
         seen = session.scalars(select(BadgeSighting)).all()
     assert [(s.domain, s.cert_id, s.source, s.served) for s in seen] == [
-        ("copycat.example", "ECT-2026-0001", "badge", "invalid")
+        ("copycat.example", "ECT-2026-0001", "badge", "invalid"),
+        ("copycat.example", "ECT-2026-0001", "cert_page", "certified"),
     ]
     assert seen[0].page.startswith(f"http://copycat.example:{farm.port}/")
     for name in ("cert-page", "list", "badge-valid", "badge-on-copycat"):

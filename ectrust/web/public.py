@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from audits.badgeart import render_svg
 from audits.certificates import (
+    EVENT_NAMES,
     STATE_NAMES,
     TIER_NAMES,
     LifecycleError,
@@ -97,6 +98,7 @@ def certificate_page(cert_id: str) -> Any:
         cert=view,
         foreign=foreign,
         state_names=STATE_NAMES,
+        event_names=EVENT_NAMES,
         tier_names=TIER_NAMES,
         today=today,
     )
