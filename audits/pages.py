@@ -286,6 +286,7 @@ class CertificateInfo:
     domain: str
     tier: str
     status: str  # effective status on the crawl date: certified, suspended, revoked, expired
+    valid_until: date | None = None
 
 
 @dataclass

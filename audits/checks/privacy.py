@@ -74,6 +74,7 @@ class ClauseDetector:
     # For sentences in its language, the model decides the categories it was trained on;
     # the patterns decide the others (cookies has no CAPP-130 label) and other languages.
     model: ClauseModel | None = None
+    model_categories: frozenset[str] = frozenset()  # what the model decides
 
     @classmethod
     def for_pack(cls, pack: Pack) -> ClauseDetector:
@@ -92,6 +93,9 @@ class ClauseDetector:
         compiled = {c: compile_patterns(p) for c, p in pack.clauses.items()}
         model = load_model(pack.clause_model["path"]) if pack.clause_model.get("path") else None
         detector = cls({c: p for c, p in compiled.items() if p is not None}, model)
+        if model is not None:
+            wanted = pack.clause_model.get("categories") or model.categories
+            detector.model_categories = frozenset(wanted) & frozenset(model.categories)
         # English patterns are scanned one by one: in a large case-insensitive alternation
         # the regex engine loses its literal-prefix shortcuts (measured 2.5 times slower on
         # English policies). Chinese patterns stay together: Chinese policies have many short
@@ -129,7 +133,7 @@ class ClauseDetector:
         else:
             # the model decides its categories for Chinese sentences: the patterns of those
             # categories need not run there
-            known = set(self.model.categories)
+            known = self.model_categories
             chinese = [i for i in index if is_chinese(items[i])]
             other = [i for i in index if not is_chinese(items[i])]
             self._match(items, other, self._parts, hits)
@@ -142,7 +146,7 @@ class ClauseDetector:
                     [items[i] for i in chinese], [titles[i] for i in chinese]
                 )
                 for i, categories in zip(chinese, predicted, strict=True):
-                    hits[i].update(categories)
+                    hits[i].update(c for c in categories if c in known)
         return [[c for c in CATEGORIES if c in found] for found in hits]
 
     def _match(

@@ -21,6 +21,7 @@ from scrapy.http import Request, Response, TextResponse
 from twisted.python.failure import Failure
 
 from crawler.failures import classify_exception
+from crawler.images import badge_image_candidates
 from crawler.links import (
     DEFAULT_HINTS,
     POLICY_LINK,
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 MAX_HINT_DEPTH = 2
 LAST_RESORT_DEPTH = MAX_HINT_DEPTH + 1  # never followed further
+MAX_BADGE_IMAGES = 12  # per site, besides max_pages
+BADGE_IMAGE_MAXSIZE = 2 * 1024 * 1024
 
 
 @dataclass
@@ -59,6 +62,7 @@ class SiteState:
     policy_linked: bool = False  # a link naming a privacy policy was followed
     last_resort: int = 0  # 0 not tried, 1 sitemap requested, 2 common paths requested
     sitemap_hits: int = 0
+    images: int = 0
 
 
 def classify_failure(failure: Failure) -> str:
@@ -78,9 +82,11 @@ class SiteAuditSpider(scrapy.Spider):
         hints: list[str] | None = None,
         samples: int = 4,
         writer: Any = None,
+        badge_hosts: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.badge_hosts = {h.lower() for h in badge_hosts or []}
         self.writer = writer  # crawler.pipelines.SnapshotWriter, owned by crawler.run
         self.max_pages = int(max_pages)
         self.max_samples = int(samples)
@@ -195,7 +201,49 @@ class SiteAuditSpider(scrapy.Spider):
         state.pages += 1
         yield self._snapshot_item(state, response.request, response=response)
         if response.status < 400:
+            yield from self._badge_images(state, response, depth)
             yield from self._follow(state, response, depth, meta["reason"])
+        yield from self._settle(state)
+
+    def _badge_images(self, state: SiteState, response: Response, depth: int):  # type: ignore[no-untyped-def]
+        """Badge-candidate images as snapshots (reason ``badge_image``), for the badge
+        check's content match; own budget, outside ``max_pages``."""
+        if not isinstance(response, TextResponse) or state.images >= MAX_BADGE_IMAGES:
+            return
+        try:
+            root = response.selector.root
+        except Exception:
+            return
+        if root is None or not hasattr(root, "iter"):
+            return
+        for url in badge_image_candidates(root, response.url, self.badge_hosts):
+            if state.images >= MAX_BADGE_IMAGES:
+                break
+            if url in state.seen:
+                continue
+            state.seen.add(url)
+            state.images += 1
+            state.outstanding += 1
+            yield Request(
+                url,
+                callback=self.parse_image,
+                errback=self.on_error,
+                priority=-10,
+                dont_filter=True,
+                meta={
+                    "crawl_id": state.crawl_id,
+                    "depth": depth + 1,
+                    "referrer": response.url,
+                    "link_text": "",
+                    "reason": "badge_image",
+                    "download_slot": state.domain,
+                    "download_maxsize": BADGE_IMAGE_MAXSIZE,
+                },
+            )
+
+    def parse_image(self, response: Response):  # type: ignore[no-untyped-def]
+        state = self.sites[response.meta["crawl_id"]]
+        yield self._snapshot_item(state, response.request, response=response)
         yield from self._settle(state)
 
     def on_error(self, failure: Failure):  # type: ignore[no-untyped-def]
