@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import numpy as np
@@ -148,13 +148,21 @@ class ClauseModel:
         out += self.bias
         return 1.0 / (1.0 + np.exp(-out))
 
+    @cached_property
+    def columns(self) -> list[np.ndarray]:
+        return [
+            np.ascontiguousarray(self.weights[:, j], dtype=np.float64)
+            for j in range(self.weights.shape[1])
+        ]
+
     def _sums(self, rows: np.ndarray, keys: np.ndarray, n: int) -> np.ndarray:
         """Per row, the sum of the weights of its known n-grams, (n, categories)."""
         pos = np.searchsorted(self.keys, keys)
         pos[pos >= len(self.keys)] = 0
         known = self.keys[pos] == keys
-        rows, weights = rows[known], self.weights[pos[known]]
-        columns = [np.bincount(rows, weights=w, minlength=n) for w in weights.T]
+        rows, pos = rows[known], pos[known]
+        # one contiguous gather per category beats a strided column of an (m, C) gather
+        columns = [np.bincount(rows, weights=w[pos], minlength=n) for w in self.columns]
         return np.stack(columns, axis=1).astype(np.float32)
 
     def pruned(self, max_features: int) -> ClauseModel:

@@ -82,9 +82,7 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def analyse_page(
-    page: Page, pack: Pack, detector: ClauseDetector | None = None
-) -> dict[str, Any]:
+def analyse_page(page: Page, pack: Pack, detector: ClauseDetector | None = None) -> dict[str, Any]:
     """The ``policy analyze`` document of one page. ``detector`` defaults to the pack's own
     (the benchmark passes one whose model never saw the page)."""
     detector = detector or ClauseDetector.for_pack(pack)

