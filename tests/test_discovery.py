@@ -213,3 +213,41 @@ def test_pdf_policy_is_reported_honestly(env, cli, site_farm):
     [doc] = audit(cli, farm, "f.example")
     present = next(f for f in doc["findings"] if f["rule_id"] == "privacy.policy_present")
     assert present["status"] == "warn" and "PDF" in present["message"]
+
+
+def test_policy_split_over_pages_is_reported_honestly(env, cli, site_farm):
+    """Three chapters, none a policy alone (fewer than four categories each), linked from a
+    policy index: warn, with every chapter named and each quote citing its own page."""
+    from tests.test_policy_cli import SENTENCES
+
+    def chapter(title: str, categories: list[str]) -> str:
+        body = "".join(f"<p>{SENTENCES[c][0]}</p>" for c in categories)
+        return page(title, footer=body)
+
+    farm, root = site_farm
+    write_site(
+        root,
+        "split.example",
+        {
+            "index.html": page(footer='<a href="/privacy/">隐私政策</a>'),
+            "privacy/index.html": page(
+                "隐私政策",
+                links='<a href="/privacy/1.html">隐私政策（一）收集与使用</a>'
+                '<a href="/privacy/2.html">隐私政策（二）共享与保存</a>'
+                '<a href="/privacy/3.html">隐私政策（三）您的权利</a>',
+            ),
+            "privacy/1.html": chapter("隐私政策（一）", ["collection", "purpose", "cookies"]),
+            "privacy/2.html": chapter("隐私政策（二）", ["sharing", "retention", "security"]),
+            "privacy/3.html": chapter("隐私政策（三）", ["rights", "contact", "children"]),
+        },
+    )
+    cli("sites", "add", "split.example", "--url", "http://split.example/")
+    [doc] = audit(cli, farm, "split.example")
+    present = next(f for f in doc["findings"] if f["rule_id"] == "privacy.policy_present")
+    assert present["status"] == "warn" and "split over 3 pages" in present["message"]
+    assert len(_policy(doc)["split_over"]) == 3
+    sharing = next(f for f in doc["findings"] if f["rule_id"] == "privacy.clause.sharing")
+    assert sharing["status"] == "pass"
+    assert sharing["evidence"][0]["url"] == "http://split.example/privacy/2.html"
+    changes = next(f for f in doc["findings"] if f["rule_id"] == "privacy.clause.changes")
+    assert changes["status"] == "fail"

@@ -316,6 +316,8 @@ class PolicyResult:
     status: str = "fail"
     message: str = ""
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    parts: list[Page] = field(default_factory=list)  # a policy split over several pages
+    quote_urls: dict[str, str] = field(default_factory=dict)  # quote -> its page, when split
 
     @property
     def clicks_from_home(self) -> int | None:
@@ -365,7 +367,8 @@ def _find_policy(site: SiteView, pack: Pack) -> PolicyResult:
         if by_link or by_title:
             candidates.append(page)
     result = PolicyResult()
-    best: tuple[int, int, Page, dict[str, list[str]]] | None = None
+    best: tuple[tuple[bool, int, int], Page, dict[str, list[str]]] | None = None
+    fragments: list[tuple[Page, Reading]] = []  # policy-like pages too thin on their own
     for page in candidates:
         if page.reason in LAST_RESORT and not page.ok:
             continue  # a guessed address that does not exist says nothing
@@ -402,6 +405,8 @@ def _find_policy(site: SiteView, pack: Pack) -> PolicyResult:
                     "depth": page.depth,
                 }
             )
+            if reading.voiced and not decoy_like and page.reason not in LAST_RESORT:
+                fragments.append((page, reading))
             continue
         # a page a customer can click to beats one found only by the last resort
         rank = (page.reason in LAST_RESORT, -covered, page.depth)
@@ -426,6 +431,20 @@ def _find_policy(site: SiteView, pack: Pack) -> PolicyResult:
             f"homepage; speaks of {covered} of {len(CATEGORIES)} clause categories"
         )
         return result
+    split = _split_policy(fragments, cfg)
+    if split is not None:
+        pages, clauses, result.quote_urls = split
+        result.page, result.clauses, result.status = pages[0], clauses, "warn"
+        result.parts = pages
+        result.link = _link_to(site, pages[0])
+        covered = sum(1 for v in clauses.values() if v)
+        result.message = (
+            f"the privacy policy appears split over {len(pages)} pages "
+            f"({', '.join(p.final_url for p in pages[:5])}); no single page reads as a "
+            f"policy, together they speak of {covered} of {len(CATEGORIES)} clause "
+            "categories: an evaluator should confirm they form one policy"
+        )
+        return result
     fetch_problems = [
         r for r in result.rejected if r["note"].startswith(("not fetched", "served as PDF"))
     ]
@@ -439,6 +458,31 @@ def _find_policy(site: SiteView, pack: Pack) -> PolicyResult:
     else:
         result.message = "no privacy policy link found within two clicks of the homepage"
     return result
+
+
+def _split_policy(
+    fragments: list[tuple[Page, Reading]], cfg: dict[str, Any]
+) -> tuple[list[Page], dict[str, list[str]], dict[str, str]] | None:
+    """Pages that each speak, in the site's voice, of part of what a policy covers and
+    together read as one (a policy split into chapters): the pages, by clicks from the
+    homepage, and the evidence of their union."""
+    if len(fragments) < 2:
+        return None
+    fragments = sorted(fragments, key=lambda f: (f[0].depth, f[0].final_url))
+    clauses: dict[str, list[str]] = {c: [] for c in CATEGORIES}
+    quote_urls: dict[str, str] = {}
+    voiced: set[str] = set()
+    for page, reading in fragments:
+        voiced |= reading.voiced
+        for category, quotes in reading.clauses.items():
+            clauses[category] = (clauses[category] + quotes)[:3]
+            for quote in quotes:
+                quote_urls.setdefault(quote, page.final_url)
+    union = Reading(clauses, voiced)
+    text = "\n".join(page.main_text for page, _ in fragments)
+    if reads_as_policy(union, text, cfg) is not None:
+        return None
+    return [page for page, _ in fragments], clauses, quote_urls
 
 
 @check_type("privacy_policy")
@@ -462,6 +506,11 @@ def privacy_policy(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcom
             "clicks_from_home": found.clicks_from_home,
             "found_by": found.page.reason if found.page.reason in LAST_RESORT else "link",
         }
+        if found.parts:
+            data["split_over"] = [part.final_url for part in found.parts]
+            evidence.extend(
+                {"url": part.final_url, "excerpt": part.title[:160]} for part in found.parts[1:]
+            )
     else:
         evidence.extend(found.rejected[:3])
     return Outcome(found.status, found.message, evidence, data)
@@ -488,5 +537,5 @@ def privacy_clause(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcom
     return Outcome(
         "pass",
         f"{len(quotes)} sentence(s) on {category}",
-        [{"url": found.page.final_url, "excerpt": q} for q in quotes],
+        [{"url": found.quote_urls.get(q, found.page.final_url), "excerpt": q} for q in quotes],
     )
