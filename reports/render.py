@@ -94,16 +94,16 @@ CLAUSE_NAMES = {
     "changes": ("政策变更", "Changes"),
 }
 CLAUSE_SHORT = {
-    "collection": ("收集", "Coll."),
-    "purpose": ("目的", "Purp."),
-    "sharing": ("共享", "Share"),
-    "cookies": ("Cookie", "Cook."),
-    "retention": ("保存", "Ret."),
-    "security": ("安全", "Sec."),
-    "rights": ("权利", "Rights"),
-    "contact": ("联系", "Cont."),
-    "children": ("儿童", "Child"),
-    "changes": ("变更", "Chg."),
+    "collection": ("收集", "Coll"),
+    "purpose": ("目的", "Purp"),
+    "sharing": ("共享", "Shr"),
+    "cookies": ("Cookie", "Cook"),
+    "retention": ("保存", "Ret"),
+    "security": ("安全", "Sec"),
+    "rights": ("权利", "Rts"),
+    "contact": ("联系", "Cont"),
+    "children": ("儿童", "Chld"),
+    "changes": ("变更", "Chg"),
 }
 
 
