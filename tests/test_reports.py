@@ -315,3 +315,68 @@ def test_pdf_renderer_fetches_nothing(tmp_path):
         )
     assert hits == []
     assert len(refused) == 3
+
+
+def test_screenshot_thumbnails_embedded_or_reported_missing(tmp_path):
+    """Evidence entries that carry screenshot references (the rendering crawler adds them)
+    get embedded thumbnails; a reference the store does not hold is said, not hidden."""
+    import io
+
+    from PIL import Image
+
+    from audits.evidence import BlobStore
+    from reports.data import recommendation, thumbnail
+    from reports.render import write_site_report
+
+    blobs = BlobStore(tmp_path / "home")
+    buf = io.BytesIO()
+    Image.new("RGB", (1280, 2400), (200, 30, 30)).save(buf, "PNG")
+    digest = blobs.put(buf.getvalue())
+    shown = thumbnail(blobs, {"kind": "full_page", "sha256": digest})
+    assert shown["data_uri"].startswith("data:image/png;base64,") and not shown["missing"]
+    with Image.open(
+        io.BytesIO(__import__("base64").b64decode(shown["data_uri"].split(",")[1]))
+    ) as img:
+        assert img.width == 360 and img.height == 420  # scaled, the top of a full page kept
+    gone = thumbnail(blobs, {"kind": "footer", "sha256": "ab" * 32})
+    assert gone["missing"] and gone["data_uri"] is None
+    finding = {
+        "rule_id": "privacy.policy_present",
+        "status": "fail",
+        "severity": "critical",
+        "title": "A privacy policy",
+        "message": "none found",
+        "references": ["PIPL art. 17"],
+        "guidance": "Link it from the footer.",
+        "evidence": [
+            {
+                "url": "http://a.example/",
+                "excerpt": "",
+                "selector": None,
+                "thumbnails": [shown, gone],
+            }
+        ],
+    }
+    doc = {
+        "audit_id": 1,
+        "domain": "a.example",
+        "started_at": "2026-11-29T08:00:00Z",
+        "finished_at": "2026-11-29T08:00:05Z",
+        "pages_fetched": 3,
+        "reachable": True,
+        "score": 0.0,
+        "findings": [finding],
+        "privacy_policy": None,
+        "badge": None,
+    }
+    entry = {
+        "doc": doc,
+        "site": {"name": "A", "industry": "", "certificate": None},
+        "recommendation": recommendation(doc),
+        "changes": None,
+    }
+    (path,) = write_site_report([doc], tmp_path / "out", ["html"], "en", entries=[entry])
+    html = path.read_text("utf-8")
+    assert html.count('<img src="data:image/png;base64,') == 1
+    assert "screenshot missing from the evidence store" in html
+    assert "PIPL art. 17" in html and "Not ready for certification" in html
