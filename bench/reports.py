@@ -145,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, secs in stages.items():
         print(f"  {name:18s} {secs:6.2f} s")
-    print(f"total {total:.2f} s (target < 10 s) -> {'OK' if total < 10 else 'TOO SLOW'}")
+    without_pdf = total - stages["pdf"]
+    print(
+        f"query + HTML + CSV + JSON {without_pdf:.2f} s; with the PDF {total:.2f} s "
+        f"(target < 10 s) -> {'OK' if total < 10 else 'TOO SLOW'}"
+    )
     print(f"report: {work / 'report'}")
     return 0 if total < 10 else 1
 
