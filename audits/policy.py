@@ -12,7 +12,13 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from audits.checks.base import compile_patterns
-from audits.checks.privacy import CATEGORIES, ClauseDetector, reads_as_policy, sentences
+from audits.checks.privacy import (
+    CATEGORIES,
+    ClauseDetector,
+    looks_like_title,
+    reads_as_policy,
+    sentences,
+)
 from audits.pages import Page, decode_body
 from audits.rulepack import Pack, load_rules
 
@@ -28,16 +34,26 @@ def privacy_pack(pack_id: str = "privacy") -> Pack:
     raise PolicyInputError(f"no rule pack {pack_id!r} with clause patterns")
 
 
-def classify_segment(detector: ClauseDetector, text: str) -> list[str]:
-    """Categories of a sentence or paragraph: the union over its sentences."""
-    found: set[str] = set()
-    for sentence in sentences(text):
-        found.update(detector.classify(sentence))
+def classify_segment(detector: ClauseDetector, text: str, title: str = "") -> list[str]:
+    """Categories of a sentence or paragraph: the union over its sentences, each read under
+    ``title`` or the latest title line before it in the paragraph."""
+    items = sentences(text)
+    titles = []
+    for item in items:
+        titles.append(title)
+        if looks_like_title(item):
+            title = item
+    found = {c for cats in detector.classify_many(items, titles) for c in cats}
     return [c for c in CATEGORIES if c in found]
 
 
-def classify_lines(lines: Iterable[str], detector: ClauseDetector) -> Iterator[dict[str, Any]]:
-    """JSON lines ``{"id", "text"}`` in, ``{"id", "categories"}`` out (CONTRACT.md)."""
+def classify_lines(
+    lines: Iterable[str], detector: ClauseDetector, context: bool = True
+) -> Iterator[dict[str, Any]]:
+    """JSON lines ``{"id", "text"}`` in, ``{"id", "categories"}`` out (CONTRACT.md). With
+    ``context`` the lines are one policy in order: each is read under the latest section
+    title seen before it."""
+    title = ""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -50,7 +66,11 @@ def classify_lines(lines: Iterable[str], detector: ClauseDetector) -> Iterator[d
             ) from exc
         if not isinstance(text, str):
             raise PolicyInputError(f'line {number}: "text" must be a string')
-        yield {"id": item.get("id"), "categories": classify_segment(detector, text)}
+        yield {"id": item.get("id"), "categories": classify_segment(detector, text, title)}
+        if context:
+            for sentence in sentences(text):
+                if looks_like_title(sentence):
+                    title = sentence
 
 
 def document_page(body: bytes, source: str, content_type: str | None = None) -> Page:

@@ -489,6 +489,14 @@ def policy_classify(
     file: Annotated[
         Path | None, typer.Argument(help="JSON lines {id, text}; stdin if none.")
     ] = None,
+    context: Annotated[
+        bool,
+        typer.Option(
+            "--context/--no-context",
+            help="Read the lines as one policy in order, each sentence under the latest "
+            "section title above it (as audits read a page); --no-context reads each alone.",
+        ),
+    ] = True,
 ) -> None:
     """Clause categories of each sentence or paragraph, as JSON lines {id, categories}."""
     import sys
@@ -502,7 +510,7 @@ def policy_classify(
     except OSError as exc:
         raise BadInput(f"{file}: cannot read: {exc.strerror}") from exc
     with source:
-        for item in classify_lines(source, detector):
+        for item in classify_lines(source, detector, context=context):
             sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
 
 
