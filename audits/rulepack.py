@@ -47,6 +47,7 @@ class Rule:
     line: int
     applies_to: str = "all"
     crawl_hints: list[str] = field(default_factory=list)
+    weight: float | None = None  # score weight; None: the pack's weight for the severity
 
     @cached_property
     def sha256(self) -> str:
@@ -60,6 +61,8 @@ class Rule:
             "policy": self.pack.policy,
             "clauses": self.pack.clauses,
         }
+        if self.pack.clause_model:  # a retrained model judges differently
+            spec["clause_model"] = self.pack.clause_model.get("sha256")
         return hashlib.sha256(
             json.dumps(spec, sort_keys=True, ensure_ascii=False).encode("utf-8")
         ).hexdigest()
@@ -75,6 +78,7 @@ class Pack:
     policy: dict[str, Any] = field(default_factory=dict)
     clauses: dict[str, list[str]] = field(default_factory=dict)
     clause_model: dict[str, str] = field(default_factory=dict)  # file, language, path, sha256
+    weights: dict[str, float] = field(default_factory=dict)  # severity -> score weight
     rules: list[Rule] = field(default_factory=list)
 
 
@@ -251,6 +255,7 @@ def load_pack(path: Path) -> Pack:
         policy=data.get("policy") or {},
         clauses=data.get("clauses") or {},
         clause_model=model_spec,
+        weights=dict(data.get("weights") or {}),
     )
     for i, spec in enumerate(data["rules"]):
         pack.rules.append(
@@ -267,6 +272,7 @@ def load_pack(path: Path) -> Pack:
                 line=_node_at(root, ["rules", i]).start_mark.line + 1,
                 applies_to=spec.get("applies_to", "all"),
                 crawl_hints=spec.get("crawl_hints", []),
+                weight=spec.get("weight"),
             )
         )
     return pack
