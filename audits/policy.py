@@ -15,8 +15,10 @@ from audits.checks.base import compile_patterns
 from audits.checks.privacy import (
     CATEGORIES,
     ClauseDetector,
+    is_chinese,
     looks_like_title,
     reads_as_policy,
+    section_titles,
     sentences,
 )
 from audits.pages import Page, decode_body
@@ -102,6 +104,27 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _explanation(
+    detector: ClauseDetector, units: list[str], category: str, quotes: list[str]
+) -> dict[str, Any]:
+    """For a category the clause model decided: the n-grams behind its first quote."""
+    model = detector.model
+    if not quotes:
+        return {}
+    quote = quotes[0].removesuffix("…")
+    sentence = next((u for u in units if u.startswith(quote)), None)
+    if (
+        model is None
+        or category not in detector.model_categories
+        or sentence is None
+        or not is_chinese(sentence)
+    ):
+        return {"decided_by": "patterns"}
+    titles = dict(zip(units, section_titles(units), strict=True))
+    why = model.explain(sentence, titles[sentence], category)
+    return {"decided_by": "model", "model_ngrams": [[text, share] for text, share in why]}
+
+
 def analyse_page(page: Page, pack: Pack, detector: ClauseDetector | None = None) -> dict[str, Any]:
     """The ``policy analyze`` document of one page. ``detector`` defaults to the pack's own
     (the benchmark passes one whose model never saw the page)."""
@@ -122,6 +145,11 @@ def analyse_page(page: Page, pack: Pack, detector: ClauseDetector | None = None)
         "not_a_policy_because": problem,
         "categories_covered": len(covered),
         "clauses": {
-            c: {"covered": bool(clauses.get(c)), "evidence": clauses.get(c, [])} for c in CATEGORIES
+            c: {
+                "covered": bool(clauses.get(c)),
+                "evidence": clauses.get(c, []),
+                **_explanation(detector, units, c, clauses.get(c, [])),
+            }
+            for c in CATEGORIES
         },
     }

@@ -69,3 +69,15 @@ def test_classify_stream_reads_lines_under_their_section(cli, tmp_path):
     alone = cli("policy", "classify", "--no-context", str(path)).stdout.splitlines()
     assert json.loads(with_context[1]) == {"id": 2, "categories": ["security"]}
     assert json.loads(alone[1]) == {"id": 2, "categories": []}
+
+
+def test_analyze_says_what_decided_each_clause(cli, tmp_path):
+    from tests.test_discovery import FULL_ZH
+
+    path = tmp_path / "p.html"
+    path.write_text(FULL_ZH, encoding="utf-8")
+    clauses = cli.json("policy", "analyze", str(path), "--json")["clauses"]
+    assert clauses["retention"]["decided_by"] == "model"
+    ngrams = [text for text, share in clauses["retention"]["model_ngrams"]]
+    assert ngrams and all(text in clauses["retention"]["evidence"][0] for text in ngrams)
+    assert clauses["cookies"]["decided_by"] == "patterns"  # no CAPP-130 label for cookies
