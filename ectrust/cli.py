@@ -289,11 +289,13 @@ def audit(
     from ectrust.pipeline import CrawlOptions, run_audits
 
     settings = Settings.from_env()
-    if render is Render.always:
-        raise BadInput(
-            "--render always: JavaScript rendering is not available in this "
-            "version yet; use auto or never"
-        )
+    if render is not Render.never:
+        from crawler.render import browser_problem
+
+        problem = browser_problem()
+        if problem:
+            # The job cannot be done as asked (exit 3), the input itself is fine.
+            raise fail(f"--render {render.value}: {problem} (or use --render never)", 3)
     if bool(domains) == all_sites:
         raise BadInput("name the domains to audit, or give --all (not both)")
     specs = [*settings.connect_to, *(connect_to or [])]

@@ -91,6 +91,7 @@ class CrawlRun:
             "hints": self.hints,
             "connect_to": self.options.connect_to,
             "settings": self.options.scrapy_settings,
+            "render": self.options.render,
         }
         limit = self.options.run_time_limit(len(self.crawls))
         with open(self.log_path, "wb") as log:
