@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import os
+import secrets
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -38,8 +40,15 @@ HEAD_LIMIT = 64 * 1024
 IDLE_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
 HOP_BY_HOP = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te",
-     b"trailer", b"upgrade")
+    (
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"upgrade",
+    )
 )
 
 
@@ -119,6 +128,9 @@ class EgressProxy:
         self.rules = parse_connect_to(connect_to)
         self.max_bytes = max_bytes
         self.stats = EgressStats()
+        # Marks our refusal pages, so a refused navigation is told apart from a site's own
+        # 403 page; random per run, so no site can fake it.
+        self.token = secrets.token_hex(12)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -182,7 +194,9 @@ class EgressProxy:
         self.stop()
 
     # -- policy ---------------------------------------------------------------------------
-    async def _open(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open(
+        self, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Connect where the policy says host:port may go, or raise EgressRefused."""
         target, target_port, mapped = map_connection(self.rules, host, port)
         loop = asyncio.get_running_loop()
@@ -239,7 +253,9 @@ class EgressProxy:
                 await writer.drain()
                 await self._tunnel(reader, writer, up_reader, upstream)
             else:
-                await self._forward(method, parts, header_lines, reader, writer, up_reader, upstream)
+                await self._forward(
+                    method, parts, header_lines, reader, writer, up_reader, upstream
+                )
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             with contextlib.suppress(Exception):
                 await self._reply(writer, 400, f"bad proxy request: {exc}")
@@ -258,11 +274,15 @@ class EgressProxy:
                         w.close()
 
     async def _reply(self, writer: asyncio.StreamWriter, status: int, text: str) -> None:
-        body = text.encode("utf-8", "replace")
+        body = (
+            f"<!doctype html><title>ectrust egress {status}</title>"
+            f"<p>{html.escape(text)}</p><!-- {self.token} -->"
+        ).encode("utf-8", "replace")
         reason = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}.get(status, "Error")
         writer.write(
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode("latin-1") + body
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode("latin-1")
+            + body
         )
         await writer.drain()
 
@@ -295,7 +315,9 @@ class EgressProxy:
                 task.cancel()
             await asyncio.gather(down, up, return_exceptions=True)
 
-    async def _forward(self, method, parts, header_lines, reader, writer, up_reader, upstream) -> None:  # type: ignore[no-untyped-def]
+    async def _forward(
+        self, method, parts, header_lines, reader, writer, up_reader, upstream
+    ) -> None:  # type: ignore[no-untyped-def]
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query

@@ -56,7 +56,9 @@ FOOTER_SIGNAL = re.compile(
     r"隐私|个人信息|投诉|举报|联系|营业执照|ICP|备案|privacy|contact|complaint|terms|licen[cs]e",
     re.IGNORECASE,
 )
-NOSCRIPT_HINT = re.compile(r"enable javascript|启用\s*javascript|开启\s*javascript|JavaScript", re.I)
+NOSCRIPT_HINT = re.compile(
+    r"enable javascript|启用\s*javascript|开启\s*javascript|JavaScript", re.I
+)
 
 
 def _visible_text(root: Any) -> str:
@@ -123,9 +125,7 @@ def render_reasons(response: Response) -> list[str]:
         reasons.append("js_redirect")
     if SCRIPT_LINKS.search(inline):
         reasons.append("script_links")
-    links_text = " ".join(
-        f"{a.get('href') or ''} {' '.join(a.itertext())}" for a in root.iter("a")
-    )
+    links_text = " ".join(f"{a.get('href') or ''} {' '.join(a.itertext())}" for a in root.iter("a"))
     if not FOOTER_SIGNAL.search(links_text) and not FOOTER_SIGNAL.search(text[-3000:]):
         reasons.append("no_footer_signals")
     return list(dict.fromkeys(reasons))
@@ -241,7 +241,9 @@ QUIET_DOM_JS = """([quiet, max]) => new Promise(resolve => {
                                                      attributes: true, characterData: true});
   const tick = () => {
     const now = Date.now();
-    if (now - last >= quiet || now - start >= max) { obs.disconnect(); resolve(now - last >= quiet); }
+    if (now - last >= quiet || now - start >= max) {
+      obs.disconnect(); resolve(now - last >= quiet);
+    }
     else setTimeout(tick, 50);
   };
   setTimeout(tick, 50);
@@ -271,13 +273,13 @@ async def settle(page: Any, notes: list[str]) -> None:
     footer = asyncio.ensure_future(
         page.wait_for_selector("footer a, [class*='footer' i] a", timeout=IDLE_TIMEOUT_MS)
     )
-    done, pending = await asyncio.wait({idle, footer}, return_when=asyncio.FIRST_COMPLETED)
-    if idle in done and idle.exception() is None:
-        pass
-    elif footer in done and footer.exception() is None:
-        # A footer link is there; give the network a short while more.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(idle), 1.0)
+    done, _ = await asyncio.wait({idle, footer}, return_when=asyncio.FIRST_COMPLETED)
+    if idle not in done:
+        if footer.exception() is None:
+            # A footer link is there: give the network a short while more, not the full wait.
+            await asyncio.wait({idle}, timeout=1.0)
+        else:
+            await asyncio.wait({idle})  # bounded by its own timeout
     if not (idle.done() and not idle.cancelled() and idle.exception() is None):
         notes.append("network not idle")
     for task in (idle, footer):
@@ -343,11 +345,17 @@ async def capture(page: Any, *, screenshots: bool) -> Capture:
             "document.body.scrollHeight : 0)"
         )
         if height and height > VIEWPORT["height"]:
-            clip = {"x": 0, "y": 0, "width": VIEWPORT["width"],
-                    "height": min(int(height), FULL_PAGE_MAX_HEIGHT)}
+            clip = {
+                "x": 0,
+                "y": 0,
+                "width": VIEWPORT["width"],
+                "height": min(int(height), FULL_PAGE_MAX_HEIGHT),
+            }
             shots.append(
-                Shot("full_page", await page.screenshot(
-                    full_page=True, clip=clip, timeout=SCREENSHOT_TIMEOUT_MS))
+                Shot(
+                    "full_page",
+                    await page.screenshot(full_page=True, clip=clip, timeout=SCREENSHOT_TIMEOUT_MS),
+                )
             )
     for kind, selectors in (("footer", FOOTER_SELECTORS), ("badge", BADGE_SELECTORS)):
         found = await _first_visible(page, selectors)
@@ -367,13 +375,23 @@ class RenderTooLarge(Exception):
     pass
 
 
+class RenderBlocked(Exception):
+    """The page navigated to an address the egress policy refused."""
+
+
 def classify_render_error(exc: BaseException) -> str:
     """Names for failed renders, as stored in ``snapshots.error``."""
     text = f"{type(exc).__name__} {exc}"
     low = text.lower()
+    if isinstance(exc, RenderBlocked):
+        return "blocked_address"
     if isinstance(exc, RenderTooLarge) or "err_content_length_mismatch" in low:
         return "render_too_large"
-    if "targetclosed" in low or "browser has been closed" in low or "target page, context or browser" in low:
+    if (
+        "targetclosed" in low
+        or "browser has been closed" in low
+        or "target page, context or browser" in low
+    ):
         return "render_browser_crashed"
     if "crash" in low:
         return "render_crashed"

@@ -40,6 +40,7 @@ def build_settings(job: dict[str, Any], proxy: EgressProxy | None = None) -> Set
         extra = playwright_settings(
             list(job.get("connect_to", [])), proxy.url, settings.getint("DOWNLOAD_MAXSIZE")
         )
+        extra["ECTRUST_EGRESS_TOKEN"] = proxy.token
         for key, value in extra.items():
             settings.set(key, value, priority="cmdline")
     for key, value in (job.get("settings") or {}).items():

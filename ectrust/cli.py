@@ -588,7 +588,8 @@ def report_site(
     from reports.render import write_site_report
 
     formats = _formats(fmt)
-    store = open_store(Settings.from_env())
+    settings = Settings.from_env()
+    store = open_store(settings)
     with store.session() as session:
         if audit_ids:
             ids = list(audit_ids)
@@ -605,7 +606,8 @@ def report_site(
                     "no audits to report on" + (f" for {', '.join(domains)}" if domains else "")
                 )
     docs = _documents(store, ids, lang.value)
-    for path in write_site_report(docs, out_dir, formats, lang.value):
+    blobs = BlobStore(settings.home)
+    for path in write_site_report(docs, out_dir, formats, lang.value, blobs=blobs):
         out.print(str(path), highlight=False)
 
 

@@ -289,6 +289,14 @@ class SiteAuditSpider(scrapy.Spider):
                 yield item
             return
         await rendering.close_page(page)
+        token = self.crawler.settings.get("ECTRUST_EGRESS_TOKEN")
+        if (token and token in result.html) or result.final_url.startswith("chrome-error:"):
+            # The page navigated (a JS redirect, a meta refresh) somewhere the egress proxy
+            # refused: what is left is our refusal notice, not the site.
+            blocked = rendering.RenderBlocked(f"navigation to {result.final_url} refused")
+            for item in self._render_failed(state, response.request, blocked):
+                yield item
+            return
         state.pages += 1
         state.rendered += 1
         reasons = list(meta["ectrust_render_reasons"])

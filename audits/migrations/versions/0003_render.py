@@ -3,6 +3,7 @@
 Revision ID: 0003_render
 Revises: 0001
 """
+
 from alembic import op
 import sqlalchemy as sa
 
