@@ -172,6 +172,14 @@ def test_auto_renders_late_footer_and_not_plain_sites(env, cli, site_farm):
     linked = [s for e in icp["evidence"] for s in e.get("screenshots", [])]
     assert {s["kind"] for s in linked} >= {"viewport", "footer"}
 
+    # The HTML report shows them (copied beside it, hash-checked).
+    report = env / "report"
+    cli("report", "site", "late.example", "--out", str(report), "--format", "html")
+    html = (report / "site-audit.html").read_text(encoding="utf-8")
+    for shot in linked:
+        assert f'src="screenshots/{shot["sha256"]}.png"' in html
+        assert (report / "screenshots" / f"{shot['sha256']}.png").read_bytes()[:4] == b"\x89PNG"
+
     # A site without scripts is not rendered, and says why.
     plain_snaps = snapshots(env, "plain.example")
     assert plain_snaps and not any(s["rendered"] for s in plain_snaps)
