@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -157,8 +158,8 @@ def playwright_settings(connect_to: list[str], proxy_url: str, max_bytes: int) -
     check_launch_environment()
     return {
         "DOWNLOAD_HANDLERS": {
-            "http": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
-            "https": "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+            "http": "crawler.render.BoundedPlaywrightDownloadHandler",
+            "https": "crawler.render.BoundedPlaywrightDownloadHandler",
             "file": None,
             "data": None,
             "ftp": None,
@@ -388,14 +389,15 @@ def classify_render_error(exc: BaseException) -> str:
     if isinstance(exc, RenderTooLarge) or "err_content_length_mismatch" in low:
         return "render_too_large"
     if (
-        "targetclosed" in low
+        isinstance(exc, BrowserLost)
+        or "targetclosed" in low
         or "browser has been closed" in low
         or "target page, context or browser" in low
     ):
         return "render_browser_crashed"
     if "crash" in low:
         return "render_crashed"
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError) or "timeout" in low:
+    if isinstance(exc, TimeoutError | RenderTimeout) or "timeout" in low:
         return "render_timeout"
     if "err_tunnel_connection_failed" in low or "err_proxy" in low or "403" in low:
         return "render_blocked_address"
@@ -426,3 +428,68 @@ async def close_page(page: Any) -> None:
 async def close_context(context: Any) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(context.close(), 10)
+
+
+RENDER_DOWNLOAD_BUDGET_S = 180.0
+
+
+@functools.cache
+def _bounded_handler() -> type:
+    """scrapy-playwright's handler with a hard limit on one rendered download.
+
+    scrapy-playwright enforces neither DOWNLOAD_TIMEOUT nor DOWNLOAD_MAXSIZE (RELIABILITY.md
+    decision 7): its own navigation timeout bounds ``goto``, but a wait for a free context or a
+    browser relaunch is unbounded. This is the safety net, well above the normal limits (it
+    includes the wait for one of the few contexts while other sites render)."""
+    from scrapy_playwright.handler import ScrapyPlaywrightDownloadHandler
+
+    class BoundedPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
+        def __init__(self, crawler):  # type: ignore[no-untyped-def]
+            super().__init__(crawler)
+            # Its own retry after a browser crash reuses the request's context name and page,
+            # and can wait forever on the dead context's page slot. The spider retries a
+            # crashed render itself, once, in a fresh context (site_audit._render_failed).
+            self.config.target_closed_max_retries = 0
+            self._inflight: set[asyncio.Future[Any]] = set()
+
+        async def _download_request(self, request, spider=None):  # type: ignore[no-untyped-def]
+            inner = asyncio.ensure_future(super()._download_request(request, spider))
+            self._inflight.add(inner)
+            try:
+                return await asyncio.wait_for(inner, RENDER_DOWNLOAD_BUDGET_S)
+            except TimeoutError as exc:
+                raise RenderTimeout(
+                    f"rendered download exceeded {RENDER_DOWNLOAD_BUDGET_S:.0f}s"
+                ) from exc
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if inner.cancelled() and task is not None and not task.cancelling():
+                    raise BrowserLost("browser disconnected during the download") from None
+                raise
+            finally:
+                self._inflight.discard(inner)
+
+        async def _browser_disconnected_callback(self) -> None:
+            # Downloads in flight on a dead browser may otherwise never settle (seen when
+            # Chromium is killed while a context or page is being created): end them now, as
+            # crashes, so the spider retries them once on the relaunched browser.
+            for fut in list(self._inflight):
+                fut.cancel()
+            await super()._browser_disconnected_callback()
+
+    return BoundedPlaywrightDownloadHandler
+
+
+class RenderTimeout(Exception):
+    """A rendered download overran its hard limit."""
+
+
+class BrowserLost(Exception):
+    """The browser disconnected (crashed or was killed) while a page was being rendered."""
+
+
+def __getattr__(name: str) -> Any:
+    # Imported lazily: scrapy-playwright (and Playwright) load only when rendering is on.
+    if name == "BoundedPlaywrightDownloadHandler":
+        return _bounded_handler()
+    raise AttributeError(name)

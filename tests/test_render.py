@@ -25,10 +25,14 @@ from crawler.render import browser_problem
 from ectrust.sitefarm import SiteFarm
 from tests.conftest import write_site
 
-pytestmark = pytest.mark.skipif(
-    browser_problem() is not None and os.environ.get("ECTRUST_REQUIRE_SERVICES") != "1",
-    reason=f"no browser: {browser_problem()}",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        browser_problem() is not None and os.environ.get("ECTRUST_REQUIRE_SERVICES") != "1",
+        reason=f"no browser: {browser_problem()}",
+    ),
+    # A browser on a busy 2-core machine can be several times slower than on an idle one.
+    pytest.mark.timeout(300),
+]
 
 POLICY = """<h1>隐私政策</h1>
 <p>我们收集您的姓名、手机号码、收货地址和订单信息，用于处理订单、配送商品和提供售后服务。</p>
