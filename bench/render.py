@@ -21,7 +21,7 @@ The browser is Debian's /usr/bin/chromium; traffic stays on 127.0.0.1 (``--conne
 
 Usage::
 
-    python bench/render.py [--sites 36] [--js-share 0.34] [--max-pages 30] [--keep]
+    python bench/render.py [--sites 54] [--js-share 0.34] [--max-pages 30] [--keep]
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def audit(work: Path, port: int, args: list[str], label: str, server) -> tuple: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sites", type=int, default=36)
+    parser.add_argument("--sites", type=int, default=54)
     parser.add_argument("--js-share", type=float, default=0.34)
     parser.add_argument("--pages-per-site", type=int, default=18)
     parser.add_argument("--max-pages", type=int, default=30)
