@@ -144,6 +144,23 @@ class Snapshot(Base):
     crawl: Mapped[Crawl] = relationship(back_populates="snapshots")
 
 
+class Screenshot(Base):
+    """A browser screenshot of a rendered page (viewport, full page, or one element such as
+    the footer or the badge). The PNG lives in the content-addressed store."""
+
+    __tablename__ = "screenshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))  # the snapshot's url
+    kind: Mapped[str] = mapped_column(String(16))  # viewport | full_page | footer | badge
+    selector: Mapped[str] = mapped_column(String(200), default="")
+    content_hash: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Audit(Base):
     """The rules of some packs evaluated over one crawl's snapshots."""
 

@@ -121,6 +121,9 @@ class Page:
     headers: dict[str, Any]
     body: bytes = b""
     snapshot_id: int | None = None
+    rendered: bool = False
+    # Browser screenshots of this page: {"kind", "content_hash", "selector", "width", "height"}.
+    screenshots: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

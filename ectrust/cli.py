@@ -292,11 +292,13 @@ def audit(
     from ectrust.pipeline import CrawlOptions, run_audits
 
     settings = Settings.from_env()
-    if render is Render.always:
-        raise BadInput(
-            "--render always: JavaScript rendering is not available in this "
-            "version yet; use auto or never"
-        )
+    if render is not Render.never:
+        from crawler.render import browser_problem
+
+        problem = browser_problem()
+        if problem:
+            # The job cannot be done as asked (exit 3), the input itself is fine.
+            raise fail(f"--render {render.value}: {problem} (or use --render never)", 3)
     if bool(domains) == all_sites:
         raise BadInput("name the domains to audit, or give --all (not both)")
     specs = [*settings.connect_to, *(connect_to or [])]
@@ -597,7 +599,8 @@ def report_site(
     from reports.render import write_site_report
 
     formats = _formats(fmt)
-    store = open_store(Settings.from_env())
+    settings = Settings.from_env()
+    store = open_store(settings)
     with store.session() as session:
         if audit_ids:
             ids = list(audit_ids)
@@ -614,7 +617,8 @@ def report_site(
                     "no audits to report on" + (f" for {', '.join(domains)}" if domains else "")
                 )
     docs = _documents(store, ids, lang.value)
-    for path in write_site_report(docs, out_dir, formats, lang.value):
+    blobs = BlobStore(settings.home)
+    for path in write_site_report(docs, out_dir, formats, lang.value, blobs=blobs):
         out.print(str(path), highlight=False)
 
 

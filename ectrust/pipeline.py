@@ -92,6 +92,7 @@ class CrawlRun:
             "connect_to": self.options.connect_to,
             "settings": self.options.scrapy_settings,
             "badge_hosts": list(self.settings.badge_hosts),
+            "render": self.options.render,
         }
         limit = self.options.run_time_limit(len(self.crawls))
         with open(self.log_path, "wb") as log:
