@@ -17,7 +17,7 @@ import scrapy
 from scrapy.http import Request, Response, TextResponse
 from twisted.python.failure import Failure
 
-from crawler.failures import classify_exception
+from crawler.failures import classify_request_failure
 from crawler.links import (
     DEFAULT_HINTS,
     compile_hints,
@@ -27,7 +27,8 @@ from crawler.links import (
     normalise_url,
     same_site,
 )
-from crawler.robots import RobotsDenied
+from crawler.middlewares.pacing import HostPacer
+from crawler.traps import TrapDetector, strip_session_ids
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +50,12 @@ class SiteState:
     homepage_status: int | None = None
     done: bool = False
     skipped_by_cap: int = 0
+    traps: TrapDetector | None = None
 
 
 def classify_failure(failure: Failure) -> str:
-    exc = failure.value
-    if isinstance(exc, RobotsDenied):
-        return exc.reason
-    return classify_exception(exc, host_of(failure.request.url))
+    exc = failure.value  # RobotsDenied carries its own reason (a FetchRefused)
+    return classify_request_failure(exc, host_of(failure.request.url), failure.request.meta)
 
 
 class SiteAuditSpider(scrapy.Spider):
@@ -105,7 +105,12 @@ class SiteAuditSpider(scrapy.Spider):
         text: str,
         reason: str,
     ) -> Request | None:
+        url = strip_session_ids(url)
         if url in state.seen:
+            return None
+        if state.traps is None:
+            state.traps = TrapDetector.from_settings(self.settings)
+        if reason != "start" and state.traps.check(url):
             return None
         if state.scheduled >= self.max_pages:
             state.skipped_by_cap += 1
@@ -250,6 +255,8 @@ class SiteAuditSpider(scrapy.Spider):
                 "homepage_error": state.homepage_error,
                 "homepage_status": state.homepage_status,
                 "skipped_by_page_cap": state.skipped_by_cap,
+                **(state.traps.notes() if state.traps else {}),
+                **HostPacer.for_crawler(self.crawler).notes_for(state.hosts | {state.domain}),
             },
         }
 
