@@ -14,6 +14,7 @@ with exactly one allowance, 127.0.0.2/32 (settings ECTRUST_DNS_STUB, ECTRUST_ALL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import sqlite3
@@ -99,10 +100,8 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         assert self._lt is not None
-        try:
+        with contextlib.suppress(Exception):
             self._lt.run(self._stop(), timeout=10)
-        except Exception:
-            pass
         self._lt.stop()
 
 
@@ -135,10 +134,8 @@ class Canary:
             except OSError:
                 return
             self.tcp_hits += 1
-            try:
+            with contextlib.suppress(OSError):
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ncanary")
-            except OSError:
-                pass
             conn.close()
 
     def _udp_loop(self) -> None:
@@ -152,10 +149,8 @@ class Canary:
     def close(self) -> None:
         self._stop = True
         for s in (self.tcp, self.udp):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
 
@@ -259,10 +254,8 @@ class RawServer:
             pass
         finally:
             self._writers.discard(writer)
-            try:
+            with contextlib.suppress(Exception):
                 writer.close()
-            except Exception:
-                pass
 
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._client, self.host, 0)
@@ -281,10 +274,8 @@ class RawServer:
 
     def __exit__(self, *exc: object) -> None:
         assert self._lt is not None
-        try:
+        with contextlib.suppress(Exception):
             self._lt.run(self._stop(), timeout=5)
-        except Exception:
-            pass
         self._lt.stop()
 
 

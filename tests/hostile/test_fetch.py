@@ -70,7 +70,9 @@ def test_t01_silent_server_times_out_others_still_crawled(env, raw, audit_site):
 @pytest.mark.timeout(60)
 def test_t02_trickled_body_is_a_whole_download_timeout(env, raw, audit_site):
     async def drip(writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100000\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100000\r\n\r\n"
+        )
         for _ in range(10_000):
             writer.write(b"<")
             await writer.drain()
@@ -98,7 +100,10 @@ def test_t05_truncated_bodies_are_incomplete_and_not_judged(env, raw, audit_site
         await writer.drain()
 
     async def bad_chunks(writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
         writer.write(b"10\r\n<html><body>abcd\r\n")
         writer.write(b"ffff\r\nnot that much")
         await writer.drain()
@@ -234,7 +239,9 @@ def json_headers(snapshot: dict) -> dict:
 def test_t07_traps_are_bounded_and_noted(env, public, canary, audit_site):
     async def calendar(request: web.Request) -> web.StreamResponse:
         m = int(request.query.get("m", "0"))
-        body = home((f"/help/cal?m={m + 1}", "帮助 下个月"), (f"/help/cal?m={m - 1}", "帮助 上个月"))
+        body = home(
+            (f"/help/cal?m={m + 1}", "帮助 下个月"), (f"/help/cal?m={m - 1}", "帮助 上个月")
+        )
         return web.Response(text=body, content_type="text/html")
 
     async def deep(request: web.Request) -> web.StreamResponse:
