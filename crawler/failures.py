@@ -50,7 +50,8 @@ def classify_exception(exc: BaseException, host: str) -> str:
     if isinstance(exc, scrapy_exc.IgnoreRequest) and "DOWNLOAD_MAXSIZE" in str(exc):
         return "too_large"  # a decompression bomb stopped at the limit (T04)
     text = f"{type(exc).__name__} {exc}".lower()
-    if "ssl" in text or "tls" in text or "certificate" in text:
+    # service_identity's VerificationError (DNSMismatch …) is a host-name mismatch.
+    if any(m in text for m in ("ssl", "tls", "certificate", "verificationerror", "mismatch")):
         return "tls_error"
     if "connection" in text:
         return "connection_failed"

@@ -77,9 +77,10 @@ DOWNLOADER_MIDDLEWARES = {
     "crawler.middlewares.redirects.SafeMetaRefreshMiddleware": 580,
     "scrapy.downloadermiddlewares.redirect.RedirectMiddleware": None,
     "crawler.middlewares.redirects.SafeRedirectMiddleware": 600,
-    # Downloader side of RetryMiddleware (550), so they see 429/503 and TLS errors first.
-    "crawler.middlewares.pacing.PacingMiddleware": 560,
+    # Downloader side of RetryMiddleware (550), so it sees TLS errors first.
     "crawler.middlewares.tls.TlsPolicyMiddleware": 570,
+    # Last out, first back: sees every response and exception (crawler/middlewares/pacing.py).
+    "crawler.middlewares.pacing.PacingMiddleware": 950,
     # Sites are filtered by the spider itself, before a request is scheduled.
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
 }

@@ -30,6 +30,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Request, Response
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet import task
+from twisted.internet.defer import DeferredSemaphore
 
 from crawler.failures import FetchRefused
 
@@ -62,7 +63,7 @@ def parse_retry_after(value: bytes | str | None, now: float | None = None) -> fl
 @dataclass
 class HostState:
     not_before: float = 0.0
-    last_start: float = 0.0
+    next_start: float = 0.0
     crawl_delay: float = 0.0
     failures: int = 0
     closed: str | None = None  # rate_limited | site_unavailable
@@ -127,33 +128,60 @@ class HostPacer:
 
 
 class PacingMiddleware:
+    """Runs last on the way out and first on the way back (priority 950), so it sees every
+    response and exception, including those other middlewares turn into new requests.
+
+    It also holds at most CONCURRENT_REQUESTS_PER_DOMAIN requests per host past this point:
+    requests wait here, not in Scrapy's download slot, so a wait, a Retry-After or an open
+    breaker applies to every request still to go, not only to those not yet queued."""
+
+    PERMIT = "_ectrust_pacing_permit"
+
     def __init__(self, crawler: Any) -> None:
         self.crawler = crawler
         self.pacer = HostPacer.for_crawler(crawler)
+        self.per_host = max(1, crawler.settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN", 2))
+        self.permits: dict[str, DeferredSemaphore] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> PacingMiddleware:
         return cls(crawler)
 
     async def process_request(self, request: Request, spider: Any = None) -> None:
+        from twisted.internet import reactor
+
         host = host_key(request.url)
         state = self.pacer.state(host)
-        if state.closed:
-            raise FetchRefused(state.closed, f"{host}: {state.closed}, not asked again this run")
-        now = time.monotonic()
-        wait = max(state.not_before - now, state.last_start + state.crawl_delay - now)
-        if wait > 0:
-            from twisted.internet import reactor
+        sem = self.permits.setdefault(host, DeferredSemaphore(self.per_host))
+        await maybe_deferred_to_future(sem.acquire())
+        request.meta[self.PERMIT] = host
+        try:
+            while True:
+                if state.closed:
+                    raise FetchRefused(
+                        state.closed, f"{host}: {state.closed}, not asked again this run"
+                    )
+                now = time.monotonic()
+                start = max(now, state.not_before, state.next_start)
+                if start - now <= 0.001:
+                    state.next_start = now + state.crawl_delay
+                    return None
+                await maybe_deferred_to_future(
+                    task.deferLater(reactor, start - now, lambda: None)
+                )
+        except BaseException:
+            self._release(request)
+            raise
 
-            await maybe_deferred_to_future(task.deferLater(reactor, wait, lambda: None))
-            if state.closed:
-                raise FetchRefused(state.closed, f"{host}: {state.closed}")
-        state.last_start = time.monotonic()
-        return None
+    def _release(self, request: Request) -> None:
+        host = request.meta.pop(self.PERMIT, None)
+        if host is not None:
+            self.permits[host].release()
 
     def process_response(
         self, request: Request, response: Response, spider: Any = None
     ) -> Request | Response:
+        self._release(request)
         host = host_key(request.url)
         state = self.pacer.state(host)
         if response.status in (429, 503):
@@ -167,9 +195,10 @@ class PacingMiddleware:
         return response
 
     def process_exception(self, request: Request, exception: Exception, spider: Any = None) -> None:
+        self._release(request)
         if not isinstance(exception, IgnoreRequest):
-            self._failed(host_key(request.url), self.pacer.state(host_key(request.url)),
-                         type(exception).__name__)
+            host = host_key(request.url)
+            self._failed(host, self.pacer.state(host), type(exception).__name__)
         return None
 
     def _retry_after(
@@ -190,6 +219,7 @@ class PacingMiddleware:
             raise FetchRefused("rate_limited", f"{host} still answers {status} after {times} waits")
         logger.info("%s: HTTP %d, Retry-After %.1fs honoured", request.url, status, delay)
         retry = request.replace(dont_filter=True)
+        retry.meta.pop(PacingMiddleware.PERMIT, None)
         retry.meta["retry_after_times"] = times + 1
         return retry
 

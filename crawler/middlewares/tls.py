@@ -41,6 +41,8 @@ class PolicyContextFactory(_ScrapyClientContextFactory):
 
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
+    if "DNSMismatch" in text or "IPAddressMismatch" in text:
+        return "tls_error: certificate is for another host name"
     for marker in ("certificate verify failed", "hostname", "expired", "self-signed",
                    "self signed", "unable to get local issuer", "wrong version", "unsupported"):
         if marker in text.lower():

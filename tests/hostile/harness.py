@@ -48,8 +48,9 @@ class _LoopThread:
 class Server:
     """Routes: exact path (without query) -> handler; ``default`` for the rest (404)."""
 
-    def __init__(self, host: str = PUBLIC_IP, port: int = 0) -> None:
+    def __init__(self, host: str = PUBLIC_IP, port: int = 0, ssl_context: Any = None) -> None:
         self.host, self.port = host, port
+        self.ssl_context = ssl_context
         self.routes: dict[str, Handler] = {}
         self.default: Handler | None = None
         self.log: list[tuple[float, str, str]] = []  # (monotonic time, host, path?query)
@@ -84,7 +85,7 @@ class Server:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         self.port = sock.getsockname()[1]
