@@ -37,6 +37,7 @@ from ectrust.config import Settings
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAGES = 30
+TERMINATE_GRACE_S = 3.0
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -99,6 +100,15 @@ class CrawlRun:
         """Ask the crawl to stop gracefully (Scrapy closes the spider on SIGTERM); the sites
         still in flight are reported ``interrupted`` and judged as such."""
         self.terminated = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            # Scrapy's graceful close waits for every request already handed to the
+            # downloader; a second SIGTERM (Scrapy's "force") after a short grace stops it.
+            timer = threading.Timer(TERMINATE_GRACE_S, self._force_stop)
+            timer.daemon = True
+            timer.start()
+
+    def _force_stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
 
