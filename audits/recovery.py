@@ -121,11 +121,15 @@ def reconcile(
         logger.warning("marked %d crawl(s) of a killed run as crashed: %s", len(dead), dead)
     if judge is not None:
         with store.session(readonly=True) as session:
-            unjudged = list(session.scalars(
-                select(Crawl.id)
+            rows = session.execute(
+                select(Crawl.id, Crawl.options, Crawl.started_at)
                 .where(Crawl.status != "running", ~Crawl.id.in_(select(Audit.crawl_id)))
                 .order_by(Crawl.id)
-            ))
+            ).all()
+        # Only crawls whose runner is gone: a live run judges its own crawls (a crawl is
+        # marked finished a moment before its runner judges it).
+        unjudged = [cid for cid, options, started in rows
+                    if not _alive((options or {}).get("runner"), started, now, stale_after)]
         for crawl_id in unjudged:
             result.judged.append(judge(crawl_id))
         if unjudged:

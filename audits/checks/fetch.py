@@ -3,6 +3,9 @@
 The crawler names every failed fetch (crawler/failures.py). Most failures only mean a page is
 missing; these are findings in their own right (issue #6, RELIABILITY.md T09, T10, T14–T18):
 
+Certificate and charset problems are the site's defects (``fail``); refused and limited
+fetches ask for an evaluator's review. Severity is info: never part of the score.
+
 - ``tls``: a certificate that failed verification (the audit went on unverified; the
   snapshots carry ``x-ectrust-tls-unverified``), or a TLS handshake that failed outright;
 - ``blocked``: a link or redirect that led to a loopback, private, link-local or otherwise
@@ -40,8 +43,9 @@ def _header(page: Any, name: str) -> str | None:
     report_={"type": "array", "items": {"enum": list(KINDS)}, "minItems": 1},
 )
 def fetch_health(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcome:
-    """Warn on certificate and charset problems, ask for review of refused or rate-limited
-    fetches, pass when the crawl met none of them."""
+    """Fail on certificate and charset defects of the site, ask for review of refused or
+    rate-limited fetches (the crawler's policy, not necessarily the site's fault), pass when
+    the crawl met none of them."""
     kinds = set(params.get("report") or KINDS)
     warn: list[dict[str, Any]] = []
     review: list[dict[str, Any]] = []
@@ -71,7 +75,7 @@ def fetch_health(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcome:
             })
     if warn:
         problems = sorted({e["problem"] for e in warn})
-        return Outcome("warn", f"{', '.join(problems)} on {len(warn)} page(s)",
+        return Outcome("fail", f"{', '.join(problems)} on {len(warn)} page(s)",
                        (warn + review)[:20])
     if review:
         problems = sorted({e["problem"] for e in review})

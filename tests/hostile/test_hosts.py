@@ -84,7 +84,7 @@ def test_t10_tls_failures_are_findings_and_evidence_is_marked(env, cli, tmp_path
     assert all(s["status"] == 200 for s in snapshots(env, "valid.test"))
     for domain in ("selfsigned.test", "expired.test", "wronghost.test"):
         finding = fetch_health(docs[domain])
-        assert finding["status"] == "warn", (domain, finding)
+        assert finding["status"] == "fail", (domain, finding)
         assert "tls_unverified" in finding["message"]
         assert "certificate" in finding["evidence"][0]["excerpt"]
         snaps = snapshots(env, domain)
