@@ -87,11 +87,15 @@ def evaluate(site: SiteView, ruleset: RuleSet, *, incomplete: str | None = None)
                 r.outcome.message = (
                     f"crawl {incomplete}: not all pages were seen ({r.outcome.message})"
                 )
+    summary = summarise(site, results)
+    badge = summary.get("badge")
+    if incomplete and badge and badge["verdict"] == "absent":
+        summary["badge"] = None  # not seen on part of a site is not "absent"
     return Evaluation(
         results=results,
         reachable=site.reachable,
         score=score(results),
-        summary=summarise(site, results),
+        summary=summary,
     )
 
 
@@ -106,12 +110,12 @@ def summarise(site: SiteView, results: list[Result]) -> dict[str, Any]:
             if r.rule.id.startswith("privacy.clause."):
                 clauses[r.rule.id.removeprefix("privacy.clause.")] = r.status == "pass"
         policy = {**present.outcome.data, "clauses": clauses}
+    # ``badge`` is null when no verdict could be given (site unreachable, no official host
+    # configured): CONTRACT.md's verdicts are all judgements, and "not judged" is none.
     badge = None
     badge_result = by_id.get("badge.valid")
-    if badge_result is not None and badge_result.outcome.data:
+    if badge_result is not None and badge_result.outcome.data.get("verdict"):
         badge = {
             k: badge_result.outcome.data.get(k) for k in ("verdict", "certificate_id", "pages")
         }
-    elif badge_result is not None:
-        badge = {"verdict": None, "certificate_id": None, "pages": []}
     return {"privacy_policy": policy, "badge": badge}

@@ -46,7 +46,7 @@ def site_view(
     crawl_date = (crawl.started_at or utcnow()).date()
     certs = certificate_index(session) if certs is None else certs
     infos = {
-        cid: CertificateInfo(cid, domain, c.tier, c.effective_status(crawl_date))
+        cid: CertificateInfo(cid, domain, c.tier, c.effective_status(crawl_date), c.valid_until)
         for cid, (domain, c) in certs.items()
     }
     current = site.current_certificate

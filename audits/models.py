@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -41,6 +42,9 @@ class Site(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     start_url: Mapped[str] = mapped_column(String(2000))
     industry: Mapped[str] = mapped_column(String(100), default="")
+    # False for a site ectrust only looked at (``badge check`` of a site showing the badge
+    # without applying): it is kept for the evidence, but it is not in the registry.
+    registered: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -193,6 +197,45 @@ class Override(Base):
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BadgeSighting(Base):
+    """A badge or verification page requested from a page that is not the certificate's own
+    site (``ectrust serve``: Referer/Origin). Append-only; queues the page's site for
+    ``badge check --sightings``. No visitor data (address, cookies) is kept."""
+
+    __tablename__ = "badge_sightings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cert_id: Mapped[str] = mapped_column(String(64), index=True)  # as requested; may not exist
+    domain: Mapped[str] = mapped_column(String(253), index=True)  # host of the showing page
+    page: Mapped[str] = mapped_column(String(2000))  # Referer (often only the origin)
+    source: Mapped[str] = mapped_column(String(16))  # badge | cert_page
+    served: Mapped[str] = mapped_column(String(16))  # the badge variant or page state shown
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class BadgeCheck(Base):
+    """One ``badge check`` of one site (registered or not): the verdict and, for misuse, the
+    record a misuse report and a notice letter are written from. Append-only."""
+
+    __tablename__ = "badge_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    domain: Mapped[str] = mapped_column(String(253), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"))
+    audit_id: Mapped[int | None] = mapped_column(ForeignKey("audits.id"))
+    verdict: Mapped[str | None] = mapped_column(String(32))  # CONTRACT verdict; None: not judged
+    misuse: Mapped[bool] = mapped_column(Boolean, default=False)
+    certificate_id: Mapped[str | None] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")  # manual | sighting
+    record: Mapped[dict[str, Any]] = mapped_column(default=dict)  # see audits/misuse.py
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    site: Mapped[Site] = relationship()
 
 
 class EvidenceManifest(Base):

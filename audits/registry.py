@@ -249,8 +249,14 @@ def import_rows(
             session.add(site)
             session.flush()
             counts.sites_added += 1
-        elif (site.name, site.start_url, site.industry) != (row.name, row.start_url, row.industry):
+        elif (site.name, site.start_url, site.industry, site.registered) != (
+            row.name,
+            row.start_url,
+            row.industry,
+            True,
+        ):
             site.name, site.start_url, site.industry = row.name, row.start_url, row.industry
+            site.registered = True  # a site seen by a badge check may apply later
             site.updated_at = utcnow()
             counts.sites_updated += 1
         else:
@@ -300,8 +306,14 @@ def add_site(session: Session, domain: str, url: str, name: str = "", industry: 
         url = check_start_url(url, domain)
     except ValueError as exc:
         raise RegistryError([str(exc)]) from exc
-    if session.scalar(select(Site).where(Site.domain == domain)) is not None:
+    existing = session.scalar(select(Site).where(Site.domain == domain))
+    if existing is not None and existing.registered:
         raise RegistryError([f"{domain} is already registered (use `sites import` to update)"])
+    if existing is not None:  # only seen by a badge check so far: it applies now
+        existing.name, existing.start_url, existing.industry = name, url, industry
+        existing.registered, existing.updated_at = True, utcnow()
+        session.flush()
+        return existing
     site = Site(domain=domain, name=name, start_url=url, industry=industry)
     session.add(site)
     session.flush()

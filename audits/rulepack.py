@@ -74,6 +74,7 @@ class Pack:
     sha256: str
     policy: dict[str, Any] = field(default_factory=dict)
     clauses: dict[str, list[str]] = field(default_factory=dict)
+    clause_model: dict[str, str] = field(default_factory=dict)  # file, language, path, sha256
     rules: list[Rule] = field(default_factory=list)
 
 
@@ -249,6 +250,20 @@ def load_pack(path: Path) -> Pack:
                 f"{path}:{line}: rules[{i}].check.category: no patterns for "
                 f"{rule['check'].get('category')!r} under 'clauses'"
             )
+    model_spec = dict(data.get("clause_model") or {})
+    digest = hashlib.sha256(raw)
+    if model_spec:
+        model_path = (path.parent / model_spec["file"]).resolve()
+        line = _node_at(root, ["clause_model", "file"]).start_mark.line + 1
+        if path.parent.resolve() not in model_path.parents:
+            problems.append(f"{path}:{line}: clause_model.file: must stay beside the pack")
+        elif not model_path.is_file():
+            problems.append(f"{path}:{line}: clause_model.file: no file {model_path}")
+        else:
+            model_bytes = model_path.read_bytes()
+            model_spec["path"] = str(model_path)
+            model_spec["sha256"] = hashlib.sha256(model_bytes).hexdigest()
+            digest.update(model_bytes)  # the model judges too: its bytes are part of the pack
     if problems:
         raise RuleFileError(problems)
     pack = Pack(
@@ -256,9 +271,10 @@ def load_pack(path: Path) -> Pack:
         version=str(data["version"]),
         title=data["title"],
         path=path,
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=digest.hexdigest(),
         policy=data.get("policy") or {},
         clauses=data.get("clauses") or {},
+        clause_model=model_spec,
     )
     for i, spec in enumerate(data["rules"]):
         pack.rules.append(

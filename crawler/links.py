@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
+from scrapy.utils.sitemap import Sitemap
 from w3lib.url import safe_url_string
 
 # Link texts/URL parts every bundled configuration follows; rule packs add their own.
@@ -35,6 +36,15 @@ DEFAULT_HINTS = (
     "声明",
     "规则",
 )
+# A link that names a privacy policy (not merely privacy): when none is seen, the spider
+# looks in sitemap.xml and then at POLICY_PATHS, where a customer would not look.
+POLICY_LINK = re.compile(
+    r"隐私政策|隐私权|隐私声明|隐私保护|个人信息保护|privacy[ _-]?(?:policy|notice|statement)"
+    r"|privacy(?:\.html?|/?$)",
+    re.IGNORECASE,
+)
+POLICY_PATHS = ("/privacy", "/privacy-policy", "/privacy.html", "/legal/privacy")
+SITEMAP_POLICY_URL = re.compile(r"privacy|yinsi|隐私|个人信息", re.IGNORECASE)
 # Ordinary pages worth sampling for site-wide elements (badge, footer).
 SAMPLE_URL = re.compile(
     r"product|item|goods|detail|categor|/cat\b|/list|/shop|/p/|/c/|\d{3,}", re.IGNORECASE
@@ -89,6 +99,25 @@ def extract_links(root, base_url: str, hints: re.Pattern[str]) -> Iterator[Link]
         text = " ".join("".join(a.itertext()).split())[:200]
         label = f"{text} {a.get('title') or ''} {a.get('aria-label') or ''}"
         yield Link(url=url, text=text, hint=bool(hints.search(label) or hints.search(url)))
+
+
+def policy_urls_in_sitemap(body: bytes, limit: int) -> list[str]:
+    """Up to ``limit`` URLs of a sitemap (not a sitemap index: one level keeps the last
+    resort bounded) whose address names a privacy policy."""
+    try:
+        sitemap = Sitemap(body)
+    except Exception:  # malformed XML is a site's problem, not the crawl's
+        return []
+    if sitemap.type != "urlset":
+        return []
+    found: list[str] = []
+    for entry in sitemap:
+        loc = normalise_url(entry.get("loc", ""), entry.get("loc", ""))
+        if loc and SITEMAP_POLICY_URL.search(unquote(loc)) and loc not in found:
+            found.append(loc)
+            if len(found) >= limit:
+                break
+    return found
 
 
 def looks_like_sample(url: str) -> bool:

@@ -6,7 +6,8 @@ CLI, the scheduler, the web app) reads one JSON line per finished site on our st
 kills us if we exceed the wall-clock limit it chose. Logs go to stderr.
 
 JOB.json: {"db": url, "home": dir, "sites": [{"crawl_id", "domain", "start_url"}],
-           "max_pages": int, "hints": [...], "connect_to": [...], "settings": {...}}
+           "max_pages": int, "hints": [...], "connect_to": [...], "settings": {...},
+           "badge_hosts": [...]}
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def run(job: dict[str, Any]) -> int:
         hints=job.get("hints", []),
         samples=job.get("samples", 4),
         writer=writer,
+        badge_hosts=job.get("badge_hosts", []),
     )
     process.start()
     reason = crawler.stats.get_value("finish_reason") if crawler.stats else None

@@ -150,7 +150,10 @@ def sites_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     store = open_store(Settings.from_env())
     with store.session() as session:
         sites = session.scalars(
-            select(Site).options(selectinload(Site.certificates)).order_by(Site.domain)
+            select(Site)
+            .where(Site.registered.is_(True))
+            .options(selectinload(Site.certificates))
+            .order_by(Site.domain)
         ).all()
         records = [site_record(s, today()) for s in sites]
     if as_json:
@@ -303,7 +306,7 @@ def audit(
     ruleset = load_rules(pack_ids=rules)
     store = open_store(settings)
     with store.session() as session:
-        known = set(session.scalars(select(Site.domain)))
+        known = set(session.scalars(select(Site.domain).where(Site.registered.is_(True))))
     wanted = sorted(known) if all_sites else [d.strip().lower() for d in domains or []]
     unknown = [d for d in wanted if d not in known]
     if unknown:
@@ -608,6 +611,301 @@ def report_site(
     docs = _documents(store, ids, lang.value)
     for path in write_site_report(docs, out_dir, formats, lang.value):
         out.print(str(path), highlight=False)
+
+
+# -- certificates, badge checks, web server (issue #4) ----------------------------------
+cert_app = typer.Typer(
+    no_args_is_help=True,
+    help="Certificates: issue, renew, suspend, reinstate, revoke, show (a reason each time).",
+)
+badge_app = typer.Typer(no_args_is_help=True, help="Badge misuse checks.")
+app.add_typer(cert_app, name="cert")
+app.add_typer(badge_app, name="badge")
+
+
+class Tier(StrEnum):
+    red = "red"
+    blue = "blue"
+
+
+def _iso_date(value: str | None, option: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError as exc:
+        raise BadInput(f"{option} {value!r} is not an ISO date (YYYY-MM-DD)") from exc
+
+
+def _actor(value: str | None) -> str:
+    import getpass
+
+    if value:
+        return value
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the history).")]
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", help="Who decided (default: the login name).")
+]
+
+
+def _print_certificate(record: dict[str, Any]) -> None:
+    out.print(
+        f"{record['certificate_id']} · {record['domain']} ({record['holder'] or '—'}) · "
+        f"{record['tier']} · {record['effective_status']} · "
+        f"{record['valid_from'] or '—'} – {record['valid_until'] or '—'}",
+        highlight=False,
+    )
+    table = Table("when", "status", "tier", "valid until", "reason", "by")
+    for ev in record["history"]:
+        table.add_row(
+            ev["at"][:19].replace("T", " "),
+            ev["status"],
+            ev["tier"],
+            ev["valid_until"] or "",
+            ev["reason"],
+            ev["actor"],
+        )
+    out.print(table)
+
+
+def _cert_change(fn: Callable[..., Any], cert_id: str, as_json: bool, **kwargs: Any) -> None:
+    from audits.certificates import certificate_record, get_certificate
+
+    store = open_store(Settings.from_env())
+    with store.session() as session:
+        fn(session, cert_id, **kwargs)
+    with store.session(readonly=True) as session:
+        record = certificate_record(get_certificate(session, cert_id), today())
+    if as_json:
+        print_json(record)
+    else:
+        _print_certificate(record)
+
+
+@cert_app.command("issue")
+@command
+def cert_issue(
+    domain: Annotated[str, typer.Argument(help="A registered site.")],
+    tier: Annotated[Tier, typer.Option("--tier", help="red (红标) or blue (蓝标).")],
+    reason: ReasonOpt = "",
+    valid_from: Annotated[
+        str | None, typer.Option("--from", help="First valid day (default today).")
+    ] = None,
+    valid_until: Annotated[
+        str | None, typer.Option("--until", help="Last valid day (default: --years).")
+    ] = None,
+    years: Annotated[int, typer.Option(min=1, max=10, help="Validity in years.")] = 1,
+    cert_id: Annotated[
+        str | None, typer.Option("--id", help="Certificate id (default ECT-<year>-<serial>).")
+    ] = None,
+    actor: ActorOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Issue a certificate to a registered site."""
+    from audits.certificates import issue
+
+    start = _iso_date(valid_from, "--from") or today()
+    store = open_store(Settings.from_env())
+    with store.session() as session:
+        cert = issue(
+            session,
+            domain,
+            tier=tier.value,
+            reason=reason,
+            actor=_actor(actor),
+            valid_from=start,
+            valid_until=_iso_date(valid_until, "--until"),
+            years=years,
+            cert_id=cert_id,
+        )
+        new_id = cert.cert_id
+    _cert_change(lambda *_a, **_k: None, new_id, as_json)
+
+
+@cert_app.command("renew")
+@command
+def cert_renew(
+    cert_id: str,
+    reason: ReasonOpt = "",
+    valid_until: Annotated[
+        str | None, typer.Option("--until", help="New last valid day (default: +--years).")
+    ] = None,
+    years: Annotated[int, typer.Option(min=1, max=10)] = 1,
+    tier: Annotated[Tier | None, typer.Option("--tier", help="Change the tier.")] = None,
+    actor: ActorOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Extend a certificate's validity (also one that has expired)."""
+    from audits.certificates import renew
+
+    _cert_change(
+        renew,
+        cert_id,
+        as_json,
+        reason=reason,
+        actor=_actor(actor),
+        today=today(),
+        valid_until=_iso_date(valid_until, "--until"),
+        years=years,
+        tier=tier.value if tier else None,
+    )
+
+
+@cert_app.command("suspend")
+@command
+def cert_suspend(
+    cert_id: str,
+    reason: ReasonOpt = "",
+    actor: ActorOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Suspend a certificate (the badge shows it at once)."""
+    from audits.certificates import suspend
+
+    _cert_change(suspend, cert_id, as_json, reason=reason, actor=_actor(actor))
+
+
+@cert_app.command("reinstate")
+@command
+def cert_reinstate(
+    cert_id: str,
+    reason: ReasonOpt = "",
+    actor: ActorOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Lift a suspension."""
+    from audits.certificates import reinstate
+
+    _cert_change(reinstate, cert_id, as_json, reason=reason, actor=_actor(actor))
+
+
+@cert_app.command("revoke")
+@command
+def cert_revoke(
+    cert_id: str,
+    reason: ReasonOpt = "",
+    actor: ActorOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Revoke a certificate for good."""
+    from audits.certificates import revoke
+
+    _cert_change(revoke, cert_id, as_json, reason=reason, actor=_actor(actor))
+
+
+@cert_app.command("show")
+@command
+def cert_show(cert_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A certificate now, and its whole history."""
+    _cert_change(lambda *_a, **_k: None, cert_id, as_json)
+
+
+@badge_app.command("check")
+@command
+def badge_check(
+    urls: Annotated[list[str] | None, typer.Argument(help="Pages to start from.")] = None,
+    sightings: Annotated[
+        bool,
+        typer.Option("--sightings", help="Check the sites the badge server saw the badge on."),
+    ] = False,
+    connect_to: Annotated[
+        list[str] | None,
+        typer.Option("--connect-to", metavar="HOST1:PORT1:HOST2:PORT2", help="curl's meaning."),
+    ] = None,
+    max_pages: Annotated[int, typer.Option(min=1, max=500, help="Pages per site.")] = 15,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option("--setting", "-s", metavar="NAME=VALUE", help="Scrapy setting (advanced)."),
+    ] = None,
+) -> None:
+    """Crawl any sites (registered or not) and judge the badge they show."""
+    from ectrust.badgecheck import parse_targets, queued_targets, run_checks
+    from ectrust.pipeline import CrawlOptions
+
+    settings = Settings.from_env()
+    if not settings.badge_hosts:
+        raise BadInput(
+            "ECTRUST_BADGE_HOSTS is not set: name the official verification host(s), "
+            "or no badge can be verified"
+        )
+    if not urls and not sightings:
+        raise BadInput("give the URLs to check, or --sightings")
+    targets = parse_targets(urls or [])
+    store = open_store(settings)
+    trigger = "manual"
+    if sightings:
+        queued, _certs = queued_targets(store)
+        known = {t.domain for t in targets}
+        targets += [t for t in queued if t.domain not in known]
+        trigger = "sighting" if not urls else "manual"
+        if not targets:
+            err.print("no sighted site is waiting for a check", highlight=False)
+            if as_json:
+                print_json({"checks": []})
+            return
+    options = CrawlOptions(
+        max_pages=max_pages,
+        connect_to=[*settings.connect_to, *(connect_to or [])],
+        render="never",
+        scrapy_settings=_scrapy_overrides(setting or []),
+    )
+
+    def on_progress(kind: str, info: dict[str, Any]) -> None:
+        if kind == "audited":
+            err.print(f"checked {info['domain']}", highlight=False)
+
+    err.print(f"checking {len(targets)} site(s) …", highlight=False)
+    docs = run_checks(store, settings, targets, options, trigger=trigger, on_progress=on_progress)
+    if as_json:
+        print_json({"checks": docs})
+        return
+    table = Table("check", "site", "registered", "verdict", "misuse", "what was seen")
+    for d in docs:
+        first = d["sightings"][0] if d["sightings"] else {}
+        table.add_row(
+            str(d["check_id"]),
+            d["domain"],
+            "yes" if d["registered"] else "no",
+            d["verdict"] or ("unreachable" if not d["reachable"] else "—"),
+            "[bold red]yes[/]" if d["misuse"] else ("review" if d["suspected"] else "no"),
+            " — ".join(x for x in (first.get("page"), first.get("seen")) if x),
+        )
+    out.print(table)
+
+
+@app.command()
+@command
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+) -> None:
+    """The public verification pages (/cert/<id>, /badge/<id>.svg, /list)."""
+    from ectrust.web import serve as run_server
+
+    settings = Settings.from_env()
+    open_store(settings).dispose()  # create or migrate the schema before serving
+    if not settings.badge_hosts:
+        err.print(
+            "note: ECTRUST_BADGE_HOSTS is not set; the audits will not recognise this "
+            "server's host as official",
+            highlight=False,
+        )
+    err.print(
+        f"serving on http://{host}:{port}/ (verification /cert/<id>, badge /badge/<id>.svg, "
+        "list /list); Ctrl-C stops",
+        highlight=False,
+    )
+    try:
+        run_server(host, port, settings)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 3) from exc
 
 
 # -- demo -------------------------------------------------------------------------------

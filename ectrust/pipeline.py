@@ -126,6 +126,7 @@ class CrawlRun:
             "hints": self.hints,
             "connect_to": self.options.connect_to,
             "settings": self.options.scrapy_settings,
+            "badge_hosts": list(self.settings.badge_hosts),
         }
         limit = self.options.run_time_limit(len(self.crawls))
         with open(self.log_path, "wb") as log:
@@ -185,13 +186,21 @@ def _forward_signals(run: CrawlRun) -> dict[int, Any]:
     return previous
 
 
-def start_crawls(store: Store, sites: list[Site], options: CrawlOptions) -> list[dict[str, Any]]:
+def start_crawls(
+    store: Store,
+    sites: list[Site],
+    options: CrawlOptions,
+    start_urls: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """``start_urls`` (domain -> URL) overrides a site's registered start URL (``badge
+    check`` starts from the page it was given)."""
     with store.session() as session:
         out = []
         for site in sites:
+            start_url = (start_urls or {}).get(site.domain, site.start_url)
             crawl = Crawl(
                 site_id=site.id,
-                start_url=site.start_url,
+                start_url=start_url,
                 status="running",
                 options={
                     "max_pages": options.max_pages,
@@ -202,7 +211,7 @@ def start_crawls(store: Store, sites: list[Site], options: CrawlOptions) -> list
             )
             session.add(crawl)
             session.flush()
-            out.append({"crawl_id": crawl.id, "domain": site.domain, "start_url": site.start_url})
+            out.append({"crawl_id": crawl.id, "domain": site.domain, "start_url": start_url})
         return out
 
 
@@ -213,6 +222,7 @@ def run_audits(
     ruleset: RuleSet,
     options: CrawlOptions,
     on_progress: Callable[[str, dict[str, Any]], None] | None = None,
+    start_urls: dict[str, str] | None = None,
 ) -> AuditRunResult:
     """Crawl and judge the named sites; returns the new audit ids in the order given."""
     parse_connect_to(options.connect_to)  # bad specs fail before anything is written
@@ -233,7 +243,7 @@ def run_audits(
             s.domain: s for s in session.scalars(select(Site).where(Site.domain.in_(domains)))
         }
     sites = [by_domain[d] for d in domains]
-    crawls = start_crawls(store, sites, options)
+    crawls = start_crawls(store, sites, options, start_urls)
     pending = {c["crawl_id"]: c["domain"] for c in crawls}
     audits: dict[int, int] = {}
     run = CrawlRun(settings, crawls, options, ruleset.crawl_hints)

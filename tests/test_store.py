@@ -107,12 +107,12 @@ def test_migrations_are_idempotent(tmp_path):
     Store(url)
     again = Store(url)  # second open: nothing to apply, data kept
     with again.engine.connect() as conn:
-        from alembic.script import ScriptDirectory
+        version = conn.exec_driver_sql("select version_num from alembic_version").scalar()
+    from alembic.script import ScriptDirectory
 
-        from audits.db import MIGRATIONS
+    from audits.db import MIGRATIONS
 
-        head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
-        assert conn.exec_driver_sql("select version_num from alembic_version").scalar() == head
+    assert version == ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
 def test_blob_store_is_content_addressed(tmp_path):

@@ -78,11 +78,11 @@ def compile_patterns(patterns: Iterable[str]) -> regex.Pattern[str] | None:
     return regex.compile("|".join(f"(?:{p})" for p in items), regex.IGNORECASE | regex.V0)
 
 
-def search(pattern: regex.Pattern[str] | None, text: str) -> regex.Match[str] | None:
+def search(pattern: regex.Pattern[str] | None, text: str, pos: int = 0) -> regex.Match[str] | None:
     if pattern is None or not text:
         return None
     try:
-        return pattern.search(text, timeout=REGEX_TIMEOUT_S)
+        return pattern.search(text, pos, timeout=REGEX_TIMEOUT_S)
     except TimeoutError as exc:
         raise RuleTimeout(f"pattern {pattern.pattern[:80]!r} exceeded {REGEX_TIMEOUT_S}s") from exc
 

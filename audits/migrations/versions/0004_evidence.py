@@ -1,7 +1,7 @@
 """evidence manifests: per-audit SHA-256 manifest chained to the site's previous audit
 
 Revision ID: 0004_evidence
-Revises: 0001
+Revises: 0002_badge
 Create Date: 2026-11-29 07:30:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0004_evidence'
-down_revision = '0001'
+down_revision = '0002_badge'
 branch_labels = None
 depends_on = None
 
