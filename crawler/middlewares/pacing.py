@@ -32,7 +32,7 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet import task
 from twisted.internet.defer import DeferredSemaphore
 
-from crawler.failures import FetchRefused
+from crawler.failures import FetchRefused, classify_exception
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +196,10 @@ class PacingMiddleware:
 
     def process_exception(self, request: Request, exception: Exception, spider: Any = None) -> None:
         self._release(request)
-        if not isinstance(exception, IgnoreRequest):
-            host = host_key(request.url)
+        host = host_key(request.url)
+        # A connection our own policy refused is not the host failing: no backoff, no breaker.
+        if not isinstance(exception, IgnoreRequest) and \
+                classify_exception(exception, host) != "blocked_address":
             self._failed(host, self.pacer.state(host), type(exception).__name__)
         return None
 

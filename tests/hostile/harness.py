@@ -288,3 +288,13 @@ def home(*links: tuple[str, str], extra: str = "", charset: str = "utf-8") -> st
         f"</head><body><nav><ul>{anchors}</ul></nav><p>欢迎光临本店，精选好物每日上新。</p>"
         f"{extra}</body></html>"
     )
+
+
+def crawl_seconds(env: Path, domain: str) -> float:
+    """How long the site's last crawl ran, from the store (start to finish), so time bounds
+    measure the crawl, not process start-up on a loaded machine."""
+    from datetime import datetime
+
+    row = last_crawl(env, domain)
+    start, end = (datetime.fromisoformat(str(row[k])) for k in ("started_at", "finished_at"))
+    return (end - start).total_seconds()

@@ -15,6 +15,7 @@ from audits.evidence import BlobStore
 from audits.pages import Page
 from tests.hostile.harness import (
     RawServer,
+    crawl_seconds,
     home,
     http_response,
     last_crawl,
@@ -54,7 +55,8 @@ def test_t01_silent_server_times_out_others_still_crawled(env, raw, audit_site):
     raw.static("/about", http_response(home()))
     started = time.monotonic()
     doc = audit_site(raw, DOWNLOAD_TIMEOUT=2, RETRY_TIMES=1)
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 90  # whole command, start-up included
+    assert crawl_seconds(env, "public.test") < 20
     snaps = by_path(env)
     assert snaps["/hang"]["error"] == "timeout"
     assert snaps["/hang"]["content_hash"] is None
@@ -82,7 +84,8 @@ def test_t02_trickled_body_is_a_whole_download_timeout(env, raw, audit_site):
     raw.routes["/privacy"] = drip
     started = time.monotonic()
     doc = audit_site(raw, DOWNLOAD_TIMEOUT=2, RETRY_TIMES=0)
-    assert time.monotonic() - started < 25
+    assert time.monotonic() - started < 90
+    assert crawl_seconds(env, "public.test") < 12  # 2 s timeout, not 10,000 × 0.2 s
     snap = by_path(env)["/privacy"]
     assert (snap["error"], snap["content_hash"], snap["size"]) == ("timeout", None, 0)
     policy = next(f for f in doc["findings"] if f["rule_id"] == "privacy.policy_present")
@@ -261,7 +264,8 @@ def test_t07_traps_are_bounded_and_noted(env, public, canary, audit_site):
                           *many, *facets))
     started = time.monotonic()
     audit_site(public, args=("--max-pages", "40"))
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 120
+    assert crawl_seconds(env, "public.test") < 60
     requests = [p for p in public.paths() if p != "/robots.txt"]
     assert len(requests) <= 40
     assert sum(p.startswith("/about") for p in requests) == 1  # session ids stripped

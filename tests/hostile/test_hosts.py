@@ -21,6 +21,7 @@ from tests.hostile.harness import (
     PUBLIC_IP,
     RawServer,
     Server,
+    crawl_seconds,
     crawl_settings,
     home,
     http_response,
@@ -81,7 +82,9 @@ def test_t10_tls_failures_are_findings_and_evidence_is_marked(env, cli, tmp_path
         for s in servers.values():
             s.__exit__(None, None, None)
     assert fetch_health(docs["valid.test"])["status"] == "pass"
-    assert all(s["status"] == 200 for s in snapshots(env, "valid.test"))
+    valid = snapshots(env, "valid.test")
+    assert valid[0]["status"] == 200
+    assert not any("x-ectrust-tls-unverified" in json.loads(s["headers"]) for s in valid)
     for domain in ("selfsigned.test", "expired.test", "wronghost.test"):
         finding = fetch_health(docs[domain])
         assert finding["status"] == "fail", (domain, finding)
@@ -89,7 +92,7 @@ def test_t10_tls_failures_are_findings_and_evidence_is_marked(env, cli, tmp_path
         assert "certificate" in finding["evidence"][0]["excerpt"]
         snaps = snapshots(env, domain)
         # The audit went on, unverified, and every page says so.
-        assert {s["status"] for s in snaps} == {200}, snaps
+        assert snaps[0]["status"] == 200 and not any(s["error"] for s in snaps), snaps
         assert all("x-ectrust-tls-unverified" in json.loads(s["headers"]) for s in snaps)
         assert docs[domain]["reachable"] is True
 
@@ -137,7 +140,8 @@ def test_t11_dns_failures_are_bounded_and_do_not_starve_others(env, cli, public,
                    *crawl_settings(public, stub, DOWNLOAD_TIMEOUT=3, RETRY_TIMES=1,
                                    CONCURRENT_REQUESTS=200))
     elapsed = time.monotonic() - started
-    assert elapsed < 90, elapsed
+    assert elapsed < 150, elapsed
+    assert max(crawl_seconds(env, d) for d in ("ok0.test", "nx1.test", "hang2.test")) < 60
     by_kind: dict[str, set] = {"ok": set(), "nx": set(), "hang": set()}
     for a in doc["audits"]:
         kind = a["domain"][:2] if a["domain"].startswith(("ok", "nx")) else "hang"
@@ -271,9 +275,10 @@ def test_t13_crawl_delay_is_honoured_capped_and_noted(env, public, canary, audit
         public.html(p, home())
     started = time.monotonic()
     audit_site(public, ECTRUST_CRAWL_DELAY_MAX=1.0)
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 90
+    assert crawl_seconds(env, "public.test") < 20
     times = sorted(t for t, _, p in public.log if p != "/robots.txt")
-    assert len(times) == 4
+    assert len(times) >= 4  # homepage, three links (and any last-resort policy paths)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.9, gaps
     notes = last_crawl(env, "public.test")["stats"]["notes"]
@@ -342,7 +347,8 @@ def test_t14_retry_after_beyond_the_cap_is_rate_limited_others_go_on(env, cli, p
     docs = audit_many(cli, [("public.test", f"http://public.test:{public.port}/"),
                             ("other.test", f"http://other.test:{public.port}/other")],
                       public, [public.port], ECTRUST_RETRY_AFTER_MAX=10)
-    assert time.monotonic() - started < 40
+    assert time.monotonic() - started < 90
+    assert crawl_seconds(env, "public.test") < 30  # not 99999 s
     snaps = {s["url"].rsplit("/", 1)[1]: s for s in snapshots(env, "public.test")}
     assert snaps["about"]["error"] == "rate_limited"
     assert [p for _, h, p in public.log if p == "/about"] == ["/about"]  # asked once

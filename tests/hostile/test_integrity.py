@@ -101,7 +101,7 @@ def test_t24_hung_run_is_killed_and_the_next_run_is_unaffected(env, cli, public,
                        *crawl_settings(public, {"hang.test": [[PUBLIC_IP]]},
                                        ECTRUST_ALLOWED_PORTS=[hold.getsockname()[1]],
                                        DOWNLOAD_TIMEOUT=600))["audits"][0]
-        assert time.monotonic() - started < 30
+        assert time.monotonic() - started < 60  # --time-limit 4 plus start-up and judging
     finally:
         hold.close()
         for c in held:
