@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from audits.db import Store
 from audits.engine import evaluate
 from audits.evidence import BlobStore, EvidenceError
+from audits.manifest import write_manifest
 from audits.models import (
     Audit,
     Certificate,
@@ -167,6 +168,7 @@ def judge_crawl(
             for r in evaluation.results
         )
         audit.finished_at = utcnow()
+        write_manifest(session, audit)  # same transaction: no audit without its manifest
         return audit.id
 
 

@@ -253,3 +253,22 @@ class BadgeCheck(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     site: Mapped[Site] = relationship()
+
+
+class EvidenceManifest(Base):
+    """The SHA-256 manifest of one audit's evidence (audits/manifest.py), chained to the
+    site's previous manifest: ``previous_sha256`` is that manifest's ``sha256``. Append-only
+    (database triggers); ``previous_id`` is unique, so the chain cannot fork."""
+
+    __tablename__ = "evidence_manifests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    previous_id: Mapped[int | None] = mapped_column(
+        ForeignKey("evidence_manifests.id"), unique=True
+    )
+    previous_sha256: Mapped[str | None] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)  # canonical JSON; sha256 is over its UTF-8 bytes
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -164,6 +164,26 @@ def _check_params(
             _check_params(sub, [*trail, "checks", i], root, path, problems)
 
 
+def _refuse_aliases(root: yaml.Node, path: Path) -> None:
+    """Rule files have no use for YAML anchors and aliases (``&a``, ``*a``); refused, since
+    they allow self-referencing structures and exponential expansion (fuzzing found both)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            raise RuleFileError(
+                [f"{path}:{node.start_mark.line + 1}: YAML anchors and aliases (&, *) are not "
+                 "allowed in rule files"]
+            )
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
 def load_pack(path: Path) -> Pack:
     load_check_types()
     path = Path(path)
@@ -182,6 +202,10 @@ def load_pack(path: Path) -> Pack:
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise RuleFileError([f"{path}{line}: not valid YAML: {problem}"]) from exc
+    except RecursionError as exc:
+        raise RuleFileError([f"{path}: nested too deeply to be a rule file"]) from exc
+    if root is not None:
+        _refuse_aliases(root, path)
     if root is None or not isinstance(data, dict):
         raise RuleFileError(
             [f"{path}:1: a rule pack must be a mapping with pack, version, title and rules"]

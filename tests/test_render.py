@@ -184,6 +184,23 @@ def test_auto_renders_late_footer_and_not_plain_sites(env, cli, site_farm):
         assert f'src="screenshots/{shot["sha256"]}.png"' in html
         assert (report / "screenshots" / f"{shot['sha256']}.png").read_bytes()[:4] == b"\x89PNG"
 
+    # Screenshots are evidence like bodies: in the audit's manifest, in the export, and a
+    # changed screenshot file is found by `evidence verify`.
+    verify = json.loads(cli("evidence", "verify", "--json").stdout)
+    assert {a["status"] for a in verify["audits"]} == {"ok"}
+    package = Path(
+        cli("evidence", "export", str(late["audit_id"]), "--out", str(env / "x")).stdout.strip()
+    )
+    exported = json.loads((package / "screenshots.json").read_text())
+    assert {e["kind"] for e in exported} >= {"viewport", "footer"}
+    assert all((package / e["file"]).read_bytes()[:4] == b"\x89PNG" for e in exported)
+    victim = env / "home" / "blobs" / shots[0]["content_hash"][:2] / shots[0]["content_hash"][2:4]
+    victim = victim / f"{shots[0]['content_hash']}.gz"
+    victim.write_bytes(gzip.compress(b"\x89PNG not the picture that was taken"))
+    result = json.loads(cli("evidence", "verify", "--json", expect=1).stdout)
+    problems = " ".join(p for a in result["audits"] for p in a["problems"])
+    assert "screenshot file" in problems
+
     # A site without scripts is not rendered, and says why.
     plain_snaps = snapshots(env, "plain.example")
     assert plain_snaps and not any(s["rendered"] for s in plain_snaps)

@@ -23,7 +23,7 @@ from scrapy.http import Request, Response, TextResponse
 from twisted.python.failure import Failure
 
 from crawler import render as rendering
-from crawler.failures import classify_exception
+from crawler.failures import classify_request_failure
 from crawler.images import badge_image_candidates
 from crawler.links import (
     DEFAULT_HINTS,
@@ -37,7 +37,8 @@ from crawler.links import (
     policy_urls_in_sitemap,
     same_site,
 )
-from crawler.robots import RobotsDenied
+from crawler.middlewares.pacing import HostPacer
+from crawler.traps import TrapDetector, strip_session_ids
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +71,12 @@ class SiteState:
     images: int = 0
     rendered: int = 0
     render_errors: int = 0
+    traps: TrapDetector | None = None
 
 
 def classify_failure(failure: Failure) -> str:
-    exc = failure.value
-    if isinstance(exc, RobotsDenied):
-        return exc.reason
-    return classify_exception(exc, host_of(failure.request.url))
+    exc = failure.value  # RobotsDenied carries its own reason (a FetchRefused)
+    return classify_request_failure(exc, host_of(failure.request.url), failure.request.meta)
 
 
 class SiteAuditSpider(scrapy.Spider):
@@ -133,7 +133,12 @@ class SiteAuditSpider(scrapy.Spider):
         text: str,
         reason: str,
     ) -> Request | None:
+        url = strip_session_ids(url)
         if url in state.seen:
+            return None
+        if state.traps is None:
+            state.traps = TrapDetector.from_settings(self.settings)
+        if reason != "start" and state.traps.check(url):
             return None
         if state.scheduled >= self.max_pages:
             state.skipped_by_cap += 1
@@ -601,6 +606,8 @@ class SiteAuditSpider(scrapy.Spider):
                 "skipped_by_page_cap": state.skipped_by_cap,
                 "rendered": state.rendered,
                 "render_errors": state.render_errors,
+                **(state.traps.notes() if state.traps else {}),
+                **HostPacer.for_crawler(self.crawler).notes_for(state.hosts | {state.domain}),
             },
         }
 
