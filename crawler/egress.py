@@ -30,9 +30,16 @@ import secrets
 import socket
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
-from crawler.netpolicy import ConnectTo, address_allowed, map_connection, parse_connect_to
+from crawler.netpolicy import (
+    ConnectTo,
+    address_allowed,
+    map_connection,
+    parse_connect_to,
+    parse_networks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +104,9 @@ def chromium_args(rules: list[ConnectTo]) -> list[str]:
         "--disable-features=DnsOverHttps,AsyncDns",
         "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
         "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+        # a page's script heap is bounded: hostile JavaScript that allocates without end
+        # (RELIABILITY.md T22) runs out of heap in its own renderer, not the machine's memory
+        "--js-flags=--max-old-space-size=512",
         f"--host-resolver-rules={' , '.join(resolver)}",
     ]
 
@@ -124,8 +134,19 @@ def _split_authority(authority: str, default_port: int) -> tuple[str, int]:
 class EgressProxy:
     """``with EgressProxy(connect_to, max_bytes) as proxy:`` … ``proxy.url`` …"""
 
-    def __init__(self, connect_to: list[str], max_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        connect_to: list[str],
+        max_bytes: int = 16 * 1024 * 1024,
+        allow_networks: list[str] | tuple[str, ...] = (),
+        dns_stub: dict[str, Any] | None = None,
+    ) -> None:
         self.rules = parse_connect_to(connect_to)
+        # the same operator allowances and scripted answers as the Scrapy resolver
+        # (crawler/resolver.py), so a drill sees one policy for both paths
+        self.networks = parse_networks(allow_networks)
+        self.dns_stub = {k.lower(): v for k, v in (dns_stub or {}).items()}
+        self._stub_queries: dict[str, int] = {}
         self.max_bytes = max_bytes
         self.stats = EgressStats()
         # Marks our refusal pages, so a refused navigation is told apart from a site's own
@@ -199,15 +220,20 @@ class EgressProxy:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Connect where the policy says host:port may go, or raise EgressRefused."""
         target, target_port, mapped = map_connection(self.rules, host, port)
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(target, target_port, type=socket.SOCK_STREAM), CONNECT_TIMEOUT_S
-            )
-        except (OSError, TimeoutError) as exc:
-            raise EgressRefused(f"cannot resolve {target}: {exc}") from exc
-        addresses = [info[4][0] for info in infos]
-        allowed = addresses if mapped else [a for a in addresses if address_allowed(a)]
+        addresses = self._scripted(target)
+        if addresses is None:
+            loop = asyncio.get_running_loop()
+            try:
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(target, target_port, type=socket.SOCK_STREAM),
+                    CONNECT_TIMEOUT_S,
+                )
+            except (OSError, TimeoutError) as exc:
+                raise EgressRefused(f"cannot resolve {target}: {exc}") from exc
+            addresses = [info[4][0] for info in infos]
+        allowed = (
+            addresses if mapped else [a for a in addresses if address_allowed(a, self.networks)]
+        )
         if not allowed:
             raise EgressRefused(f"address not allowed: {', '.join(sorted(set(addresses)))}")
         last: Exception | None = None
@@ -219,6 +245,19 @@ class EgressProxy:
             except (OSError, TimeoutError) as exc:
                 last = exc
         raise ConnectionError(f"cannot connect to {target}:{target_port}: {last}")
+
+    def _scripted(self, name: str) -> list[str] | None:
+        """ECTRUST_DNS_STUB's answer for ``name`` (one per query, the last repeating), or
+        None for names it does not list."""
+        entry = self.dns_stub.get(name.lower())
+        if entry is None:
+            return None
+        if entry in ("nxdomain", "hang"):
+            raise EgressRefused(f"cannot resolve {name}: scripted {entry}")
+        count = self._stub_queries.get(name, 0)
+        self._stub_queries[name] = count + 1
+        answers = list(entry)
+        return [str(a) for a in answers[min(count, len(answers) - 1)]]
 
     def _refuse(self, host: str, port: int, why: str) -> None:
         self.stats.refused.append((host, port, why))

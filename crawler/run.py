@@ -60,8 +60,12 @@ def run(job: dict[str, Any]) -> int:
     if render != "never":
         probe = Settings()
         probe.setmodule(default_settings)
+        probe.setdict(dict(job.get("settings") or {}), priority="cmdline")
         proxy = EgressProxy(
-            list(job.get("connect_to", [])), max_bytes=probe.getint("DOWNLOAD_MAXSIZE")
+            list(job.get("connect_to", [])),
+            max_bytes=probe.getint("DOWNLOAD_MAXSIZE"),
+            allow_networks=probe.getlist("ECTRUST_ALLOW_NETWORKS"),
+            dns_stub=probe.getdict("ECTRUST_DNS_STUB"),
         ).start()
     try:
         process = CrawlerProcess(build_settings(job, proxy), install_root_handler=True)

@@ -20,6 +20,11 @@ from aiohttp import web
 
 from tests.hostile.harness import PUBLIC_IP, crawl_settings, home, snapshots
 
+# Chromium runs a dozen processes whose resident sets share most of their pages: the summed
+# RSS the bound measures counts that memory once per process (the crawl's own limit for
+# rendering runs is 4096 MB for the same reason).
+pytestmark = pytest.mark.memory_mb(4096)
+
 ABSENT = "JavaScript rendering is not built on this branch (rendering issue): "
 
 
