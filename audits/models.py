@@ -236,3 +236,8 @@ class BadgeCheck(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     site: Mapped[Site] = relationship()
+
+
+# The monitoring tables (issue #7) live in their own module; import it so they are part of
+# Base.metadata wherever the models are (migrations, `alembic check`).
+from audits import monitoring_models as _monitoring_models  # noqa: E402, F401
