@@ -7,8 +7,9 @@ result for the next alert digest and the monitoring report.
 
 Kinds of change (``Change.kind``, and ``kind`` in each dict ``compare`` returns):
 
-- ``regression``: a rule now fails that did not fail before (or is new and fails);
-- ``fix``: a rule that failed now passes (or no longer applies, or only warns);
+- ``regression``: a rule's result got worse: pass (or not applicable) to warn, review or
+  fail, or warn/review to fail; a new rule that fails or needs review counts too;
+- ``fix``: a rule's result got better (fail to warn, review or pass; warn or review to pass);
 - ``evidence_changed``: same status, different evidence (URL, quoted text or element);
 - ``policy_changed``: the privacy policy's text changed: sentences added and removed, the
   size before and after; ``significant`` when it shrank by half or more, or disappeared;
@@ -35,8 +36,8 @@ from audits.monitoring_models import Change
 from audits.pages import Page
 
 UNREACHABLE_STREAK = 3
-FAILING = {"fail"}
-FIXED = {"pass", "not_applicable", "warn"}
+# How bad a status is; ``error`` (the check could not run) says nothing about the site.
+RANK = {"pass": 0, "not_applicable": 0, "warn": 1, "review": 1, "fail": 2}
 SHRINK_IS_NEWS = 0.5  # a policy at half its former length or less
 MAX_LISTED_SENTENCES = 20  # sentences quoted per change; the counts are always complete
 
@@ -116,9 +117,11 @@ def compare(before: AuditRecord | None, after: AuditRecord) -> list[dict[str, An
             "before": _finding_ref(before, old),
             "after": _finding_ref(after, new),
         }
-        if new.status in FAILING and (old is None or old.status not in FAILING):
+        now = RANK.get(new.status)
+        was = RANK.get(old.status) if old is not None else 0
+        if now is not None and was is not None and now > was:
             changes.append({"kind": "regression", "rule_id": rule_id, "detail": detail})
-        elif old is not None and old.status in FAILING and new.status in FIXED:
+        elif now is not None and was is not None and now < was:
             changes.append({"kind": "fix", "rule_id": rule_id, "detail": detail})
         elif (
             old is not None
