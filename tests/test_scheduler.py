@@ -23,9 +23,11 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from sqlalchemy import func, select
 
 from audits.cadence import Policy
+from audits.certificates import issue
 from audits.db import Store
 from audits.models import Audit, Crawl
 from audits.monitoring_models import ScheduledCheck, SchedulerLease, apscheduler_jobs
+from audits.registry import add_site
 from ectrust.alerts import AlertSettings
 from ectrust.config import Settings
 from ectrust.scheduler import (
@@ -319,3 +321,29 @@ def test_two_scheduler_processes_second_refuses(env, cli):
     with store.session(readonly=True) as s:
         assert s.get(SchedulerLease, "scheduler") is None  # released on a clean stop
     store.dispose()
+
+
+def test_lease_and_job_store_on_postgresql(pg_url):
+    """The same on PostgreSQL: the job store lives in the schema, the lease is exclusive."""
+    with time_machine.travel(T0, tick=False) as clock:
+        store = Store(pg_url)
+        with store.session() as s:
+            add_site(s, "pg.example", "http://pg.example/", "PG", "books")
+        with store.session() as s:
+            issue(s, "pg.example", tier="red", reason="test", actor="t", valid_from=T0.date())
+        settings = Settings(db_url=pg_url, home=Path("unused"))
+        policy = Policy(red_days=1)
+        runner = FakeRunner()
+        a = Monitor(store, settings, policy, AlertSettings(), runner=runner, owner="pg-a")
+        a.start()
+        try:
+            with pytest.raises(SchedulerBusy):
+                Monitor(store, settings, policy, AlertSettings(), owner="pg-b").start()
+            assert any(k.startswith("site:") for k in job_next_runs(store))
+            clock.shift(timedelta(days=3, hours=1))
+            a.scheduler.wakeup()
+            assert a.wait_for(lambda: len(a.outcomes) == 1, 60)
+        finally:
+            a.shutdown()
+        assert runner.calls == ["pg.example"]
+        store.dispose()
