@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -84,13 +85,41 @@ def site_report_context(audits: list[dict[str, Any]], lang: str) -> dict[str, An
     }
 
 
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def export_screenshots(audits: list[dict[str, Any]], out: Path, blobs: Any) -> set[str]:
+    """Copy the screenshots the findings refer to into ``out/screenshots/<sha256>.png`` (from
+    the content-addressed store, hash-checked), so the HTML report can show and link them.
+    Returns the hashes written; a missing or damaged file is left out, not shown."""
+    written: set[str] = set()
+    for doc in audits:
+        for f in doc["findings"]:
+            for e in f["evidence"]:
+                for shot in e.get("screenshots") or ():
+                    digest = str(shot.get("sha256", ""))
+                    if digest in written or not SHA256_HEX.match(digest):
+                        continue
+                    try:
+                        data = blobs.get(digest)
+                    except Exception:
+                        continue
+                    folder = out / "screenshots"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    (folder / f"{digest}.png").write_bytes(data)
+                    written.add(digest)
+    return written
+
+
 def write_site_report(
     audits: list[dict[str, Any]],
     out: Path,
     formats: list[str],
     lang: str = "en",
     stem: str = "site-audit",
+    blobs: Any = None,
 ) -> list[Path]:
+    """``blobs`` (an audits.evidence.BlobStore) lets the HTML report include screenshots."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if "json" in formats:
@@ -134,10 +163,11 @@ def write_site_report(
                     )
         written.append(path)
     if "html" in formats:
+        shots = export_screenshots(audits, out, blobs) if blobs is not None else set()
         html = (
             environment()
             .get_template("site_audit.html.j2")
-            .render(**site_report_context(audits, lang))
+            .render(**site_report_context(audits, lang), screenshots=shots)
         )
         path = out / f"{stem}.html"
         path.write_text(html, encoding="utf-8")

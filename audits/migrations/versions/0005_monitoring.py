@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '0005_monitoring'
-down_revision = '0002_badge'
+down_revision = "0004_evidence"
 branch_labels = None
 depends_on = None
 
