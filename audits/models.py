@@ -272,3 +272,8 @@ class EvidenceManifest(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)  # canonical JSON; sha256 is over its UTF-8 bytes
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# The monitoring tables (issue #7) live in their own module; import it so they are part of
+# Base.metadata wherever the models are (migrations, `alembic check`).
+from audits import monitoring_models as _monitoring_models  # noqa: E402, F401

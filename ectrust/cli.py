@@ -257,6 +257,9 @@ def _documents(store: Store, audit_ids: list[int], lang: str) -> list[dict[str, 
 def audit(
     domains: Annotated[list[str] | None, typer.Argument(help="Registered domains.")] = None,
     all_sites: Annotated[bool, typer.Option("--all", help="Every registered site.")] = False,
+    due: Annotated[
+        bool, typer.Option("--due", help="The sites whose scheduled re-check is due now.")
+    ] = False,
     connect_to: Annotated[
         list[str] | None,
         typer.Option(
@@ -302,8 +305,8 @@ def audit(
         if problem:
             # The job cannot be done as asked (exit 3), the input itself is fine.
             raise fail(f"--render {render.value}: {problem} (or use --render never)", 3)
-    if bool(domains) == all_sites:
-        raise BadInput("name the domains to audit, or give --all (not both)")
+    if bool(domains) + all_sites + due != 1:
+        raise BadInput("name the domains to audit, or give --all or --due (only one of them)")
     specs = [*settings.connect_to, *(connect_to or [])]
     ruleset = load_rules(pack_ids=rules)
     store = open_store(settings)
@@ -313,6 +316,21 @@ def audit(
     unknown = [d for d in wanted if d not in known]
     if unknown:
         raise BadInput(f"not registered: {', '.join(unknown)} (add with `ectrust sites add`)")
+    if due:
+        _audit_due(
+            store,
+            settings,
+            ruleset,
+            as_json,
+            lang.value,
+            fail_on,
+            max_pages,
+            specs,
+            render.value,
+            time_limit,
+            _scrapy_overrides(setting or []),
+        )
+        return
     if not wanted:
         raise BadInput("the registry is empty: add sites first (`ectrust sites import`)")
     options = CrawlOptions(
@@ -1052,3 +1070,133 @@ def backup(
     if status != "ok":
         raise DatabaseError(f"backup written to {target} fails integrity_check: {status}")
     out.print(f"backup written: {target} (integrity_check ok)", highlight=False)
+
+
+# -- scheduled re-checks and monitoring (issue #7) ---------------------------------------
+schedule_app = typer.Typer(no_args_is_help=True, help="Scheduled re-checks of certified sites.")
+app.add_typer(schedule_app, name="schedule")
+
+
+def _monitor_config(settings: Settings) -> tuple[Any, Any]:
+    from audits.cadence import CadenceConfigError, Policy
+    from ectrust.alerts import AlertConfigError, AlertSettings
+
+    try:
+        return Policy.from_env(settings.home), AlertSettings.from_env()
+    except (CadenceConfigError, AlertConfigError) as exc:
+        raise BadInput(str(exc)) from exc
+
+
+def _audit_due(
+    store: Store,
+    settings: Settings,
+    ruleset: Any,
+    as_json: bool,
+    lang: str,
+    fail_on: FailOn | None,
+    max_pages: int,
+    specs: list[str],
+    render: str,
+    time_limit: float | None,
+    scrapy_settings: dict[str, Any],
+) -> None:
+    """``audit --due``: what the scheduler would run now, in this process."""
+    from ectrust.pipeline import CrawlOptions, run_audits
+    from ectrust.scheduler import run_due, utcnow
+
+    policy, alerts = _monitor_config(settings)
+    options = CrawlOptions(
+        max_pages=max_pages,
+        connect_to=specs,
+        render=render,
+        time_limit_s=time_limit,
+        scrapy_settings=scrapy_settings,
+    )
+
+    def audit_sites(domains: list[str]) -> list[int]:
+        err.print(f"due now: {', '.join(domains)}", highlight=False)
+
+        def on_progress(kind: str, info: dict[str, Any]) -> None:
+            if kind == "audited":
+                err.print(f"audited {info['domain']} (audit {info['audit_id']})", highlight=False)
+
+        return run_audits(store, settings, domains, ruleset, options, on_progress).audit_ids
+
+    audit_ids, outcomes, sent = run_due(store, settings, policy, alerts, audit_sites, utcnow())
+    if not audit_ids:
+        err.print("nothing is due", highlight=False)
+    changes = sum(o.changes for o in outcomes)
+    if sent["digest_id"] or sent["failed"] or changes:
+        err.print(
+            f"{changes} change(s); alert digest {sent['digest_id'] or '—'}: "
+            f"{sent['sent']} delivered, {sent['failed']} failed (kept for retry)",
+            highlight=False,
+        )
+    docs = _documents(store, audit_ids, lang)
+    if as_json:
+        print_json({"audits": docs})
+    elif docs:
+        _print_audits(docs)
+    _exit_for(docs, fail_on)
+
+
+@schedule_app.command("run")
+@command
+def schedule_run() -> None:
+    """Run the re-check scheduler in the foreground (Ctrl-C or SIGTERM stops it)."""
+    import signal
+
+    from ectrust.scheduler import Monitor, SchedulerBusy
+
+    settings = Settings.from_env()
+    policy, alerts = _monitor_config(settings)
+    store = open_store(settings)
+    monitor = Monitor(store, settings, policy, alerts)
+    try:
+        monitor.start()
+    except SchedulerBusy as exc:
+        raise fail(str(exc), 3) from exc
+
+    def stop(signum: int, _frame: Any) -> None:
+        err.print(f"stopping (signal {signum}) …", highlight=False)
+        monitor.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    channels = ", ".join(c for c, _ in alerts.channels()) or "none configured"
+    err.print(
+        f"scheduler running ({monitor.owner}); red every {policy.red_days:g} days, blue "
+        f"{policy.blue_days:g}, suspended {policy.suspended_days:g}; alerts: {channels}",
+        highlight=False,
+    )
+    monitor.wait()
+    if monitor.lost_lease:
+        raise fail("the scheduler lost its lease to another scheduler and stopped", 3)
+
+
+@schedule_app.command("list")
+@command
+def schedule_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Due, overdue and planned re-checks (and the sites checked on demand only)."""
+    from ectrust.scheduler import schedule_listing, utcnow
+
+    settings = Settings.from_env()
+    policy, _alerts = _monitor_config(settings)
+    rows = schedule_listing(open_store(settings), policy, utcnow())
+    if as_json:
+        print_json({"checks": rows})
+        return
+    table = Table("domain", "certificate", "state", "due", "why", "last check", "last run")
+    style = {"overdue": "bold red", "due": "yellow", "planned": "green", "on_demand": "dim"}
+    for r in rows:
+        last = r["last_scheduled_check"]
+        table.add_row(
+            r["domain"],
+            f"{r['certificate_status']} {r['tier'] or ''}".strip(),
+            f"[{style[r['state']]}]{r['state'].replace('_', ' ')}[/]",
+            (r["due_at"] or "—").replace("T", " "),
+            r["reason"] or "",
+            (r["last_check"] or "never").replace("T", " "),
+            f"{last['status']} (audit {last['audit_id'] or '—'})" if last else "—",
+        )
+    out.print(table)
