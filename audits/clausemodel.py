@@ -95,6 +95,18 @@ def _packed(texts: Sequence[str], orders: Sequence[int]) -> tuple[np.ndarray, np
     return np.concatenate(rows), np.concatenate(keys)
 
 
+def _ngram_text(key: int) -> str:
+    """The n-gram a packed key stands for (title n-grams marked with §)."""
+    prefix = ""
+    if key < 0:
+        key, prefix = -1 - key, "§"
+    chars = []
+    while key:
+        chars.append(chr(key & ((1 << BITS) - 1)))
+        key >>= BITS
+    return prefix + "".join(reversed(chars))
+
+
 @dataclass
 class ClauseModel:
     categories: list[str]
@@ -164,6 +176,29 @@ class ClauseModel:
         # one contiguous gather per category beats a strided column of an (m, C) gather
         columns = [np.bincount(rows, weights=w[pos], minlength=n) for w in self.columns]
         return np.stack(columns, axis=1).astype(np.float32)
+
+    def explain(
+        self, sentence: str, title: str, category: str, top: int = 5
+    ) -> list[tuple[str, float]]:
+        """The n-grams that pushed ``sentence`` hardest towards ``category``, with their
+        share of its score: why the model quoted it. Title n-grams are shown as
+        "§" + the n-gram."""
+        j = self.categories.index(category)
+        values, norm = features(sentence, title)
+        keys = np.array(list(values), dtype=np.int64)
+        if not len(keys):
+            return []
+        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        known = self.keys[pos] == keys
+        contrib = np.where(known, self.weights[pos, j], 0.0) * np.array(list(values.values()))
+        out: list[tuple[str, float]] = []
+        for i in np.argsort(-contrib):
+            text = _ngram_text(int(keys[i]))
+            if contrib[i] <= 0 or len(out) >= top:
+                break
+            if any(ch.isalnum() for ch in text):  # punctuation explains nothing to a reader
+                out.append((text, round(float(contrib[i] / norm), 3)))
+        return out
 
     def pruned(self, max_features: int) -> ClauseModel:
         """The ``max_features`` features with the largest weight in any category. Dropped

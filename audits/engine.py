@@ -63,13 +63,20 @@ def evaluate_rule(site: SiteView, rule: Rule) -> Outcome:
         return Outcome("error", f"check failed: {type(exc).__name__}: {exc}")
 
 
+def rule_weight(rule: Rule) -> float:
+    """A rule's own weight, else its pack's weight for its severity, else the default."""
+    if rule.weight is not None:
+        return float(rule.weight)
+    return float(rule.pack.weights.get(rule.severity, SEVERITY_WEIGHT[rule.severity]))
+
+
 def score(results: list[Result]) -> float | None:
     """Share of decided, weighted requirements met, 0–100 (warn counts half). Rules that
     could not be decided (review, error) or do not apply are left out; None if none count."""
     total = earned = 0.0
     for r in results:
         if r.status in STATUS_CREDIT:
-            weight = SEVERITY_WEIGHT[r.rule.severity]
+            weight = rule_weight(r.rule)
             total += weight
             earned += weight * STATUS_CREDIT[r.status]
     return round(100.0 * earned / total, 1) if total else None

@@ -15,9 +15,20 @@ from sqlalchemy.orm import Session, selectinload
 from audits.db import Store
 from audits.engine import evaluate
 from audits.evidence import BlobStore, EvidenceError
-from audits.models import Audit, Certificate, Crawl, Finding, Site, Snapshot, utcnow
+from audits.manifest import write_manifest
+from audits.models import (
+    Audit,
+    Certificate,
+    Crawl,
+    Finding,
+    Screenshot,
+    Site,
+    Snapshot,
+    utcnow,
+)
 from audits.pages import CertificateInfo, Page, SiteView
 from audits.rulepack import RuleSet
+from audits.screenshots import link_screenshots
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -50,6 +61,19 @@ def site_view(
     }
     current = site.current_certificate
     pages = []
+    shots: dict[str, list[dict[str, Any]]] = {}
+    for shot in session.scalars(
+        select(Screenshot).where(Screenshot.crawl_id == crawl.id).order_by(Screenshot.id)
+    ):
+        shots.setdefault(shot.url, []).append(
+            {
+                "kind": shot.kind,
+                "content_hash": shot.content_hash,
+                "selector": shot.selector,
+                "width": shot.width,
+                "height": shot.height,
+            }
+        )
     snapshots = session.scalars(
         select(Snapshot).where(Snapshot.crawl_id == crawl.id).order_by(Snapshot.id)
     ).all()
@@ -73,6 +97,8 @@ def site_view(
                 headers=snap.headers or {},
                 body=body,
                 snapshot_id=snap.id,
+                rendered=bool(snap.rendered),
+                screenshots=shots.get(snap.url, []),
             )
         )
     return SiteView(
@@ -133,13 +159,16 @@ def judge_crawl(
                 severity=r.rule.severity,
                 title=r.rule.title,
                 message=r.outcome.message,
-                evidence=r.outcome.evidence,
+                evidence=link_screenshots(
+                    view, r.rule.id, r.outcome.status, r.outcome.evidence
+                ),
                 references=r.rule.references,
                 guidance=r.rule.guidance,
             )
             for r in evaluation.results
         )
         audit.finished_at = utcnow()
+        write_manifest(session, audit)  # same transaction: no audit without its manifest
         return audit.id
 
 

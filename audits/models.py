@@ -144,6 +144,23 @@ class Snapshot(Base):
     crawl: Mapped[Crawl] = relationship(back_populates="snapshots")
 
 
+class Screenshot(Base):
+    """A browser screenshot of a rendered page (viewport, full page, or one element such as
+    the footer or the badge). The PNG lives in the content-addressed store."""
+
+    __tablename__ = "screenshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))  # the snapshot's url
+    kind: Mapped[str] = mapped_column(String(16))  # viewport | full_page | footer | badge
+    selector: Mapped[str] = mapped_column(String(200), default="")
+    content_hash: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Audit(Base):
     """The rules of some packs evaluated over one crawl's snapshots."""
 
@@ -236,3 +253,27 @@ class BadgeCheck(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     site: Mapped[Site] = relationship()
+
+
+class EvidenceManifest(Base):
+    """The SHA-256 manifest of one audit's evidence (audits/manifest.py), chained to the
+    site's previous manifest: ``previous_sha256`` is that manifest's ``sha256``. Append-only
+    (database triggers); ``previous_id`` is unique, so the chain cannot fork."""
+
+    __tablename__ = "evidence_manifests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audits.id"), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    previous_id: Mapped[int | None] = mapped_column(
+        ForeignKey("evidence_manifests.id"), unique=True
+    )
+    previous_sha256: Mapped[str | None] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)  # canonical JSON; sha256 is over its UTF-8 bytes
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# The monitoring tables (issue #7) live in their own module; import it so they are part of
+# Base.metadata wherever the models are (migrations, `alembic check`).
+from audits import monitoring_models as _monitoring_models  # noqa: E402, F401

@@ -121,6 +121,9 @@ class Page:
     headers: dict[str, Any]
     body: bytes = b""
     snapshot_id: int | None = None
+    rendered: bool = False
+    # Browser screenshots of this page: {"kind", "content_hash", "selector", "width", "height"}.
+    screenshots: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -157,8 +160,17 @@ class Page:
         return self.html.count("\ufffd")
 
     @cached_property
+    def encoding_mismatch(self) -> bool:
+        """The declared charset does not fit the bytes (e.g. a utf-8 header on a GBK body):
+        more than 2% of the text is U+FFFD. Such a page is not read by any rule, because
+        its garbled text would make findings of absence out of a decoding error
+        (RELIABILITY.md T09 d)."""
+        count = self.replacement_chars
+        return count >= 8 and count * 50 > len(self.html)
+
+    @cached_property
     def tree(self) -> Any:
-        if not self.is_html or not self.html.strip():
+        if not self.is_html or not self.html.strip() or self.encoding_mismatch:
             return None
         parser = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True, huge_tree=False)
         try:

@@ -12,7 +12,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from audits.checks.base import compile_patterns
-from audits.checks.privacy import CATEGORIES, ClauseDetector, reads_as_policy, sentences
+from audits.checks.privacy import (
+    CATEGORIES,
+    ClauseDetector,
+    is_chinese,
+    looks_like_title,
+    reads_as_policy,
+    section_titles,
+    sentences,
+)
 from audits.pages import Page, decode_body
 from audits.rulepack import Pack, load_rules
 
@@ -28,16 +36,26 @@ def privacy_pack(pack_id: str = "privacy") -> Pack:
     raise PolicyInputError(f"no rule pack {pack_id!r} with clause patterns")
 
 
-def classify_segment(detector: ClauseDetector, text: str) -> list[str]:
-    """Categories of a sentence or paragraph: the union over its sentences."""
-    found: set[str] = set()
-    for sentence in sentences(text):
-        found.update(detector.classify(sentence))
+def classify_segment(detector: ClauseDetector, text: str, title: str = "") -> list[str]:
+    """Categories of a sentence or paragraph: the union over its sentences, each read under
+    ``title`` or the latest title line before it in the paragraph."""
+    items = sentences(text)
+    titles = []
+    for item in items:
+        titles.append(title)
+        if looks_like_title(item):
+            title = item
+    found = {c for cats in detector.classify_many(items, titles) for c in cats}
     return [c for c in CATEGORIES if c in found]
 
 
-def classify_lines(lines: Iterable[str], detector: ClauseDetector) -> Iterator[dict[str, Any]]:
-    """JSON lines ``{"id", "text"}`` in, ``{"id", "categories"}`` out (CONTRACT.md)."""
+def classify_lines(
+    lines: Iterable[str], detector: ClauseDetector, context: bool = True
+) -> Iterator[dict[str, Any]]:
+    """JSON lines ``{"id", "text"}`` in, ``{"id", "categories"}`` out (CONTRACT.md). With
+    ``context`` the lines are one policy in order: each is read under the latest section
+    title seen before it."""
+    title = ""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -50,7 +68,11 @@ def classify_lines(lines: Iterable[str], detector: ClauseDetector) -> Iterator[d
             ) from exc
         if not isinstance(text, str):
             raise PolicyInputError(f'line {number}: "text" must be a string')
-        yield {"id": item.get("id"), "categories": classify_segment(detector, text)}
+        yield {"id": item.get("id"), "categories": classify_segment(detector, text, title)}
+        if context:
+            for sentence in sentences(text):
+                if looks_like_title(sentence):
+                    title = sentence
 
 
 def document_page(body: bytes, source: str, content_type: str | None = None) -> Page:
@@ -82,6 +104,27 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _explanation(
+    detector: ClauseDetector, units: list[str], category: str, quotes: list[str]
+) -> dict[str, Any]:
+    """For a category the clause model decided: the n-grams behind its first quote."""
+    model = detector.model
+    if not quotes:
+        return {}
+    quote = quotes[0].removesuffix("…")
+    sentence = next((u for u in units if u.startswith(quote)), None)
+    if (
+        model is None
+        or category not in detector.model_categories
+        or sentence is None
+        or not is_chinese(sentence)
+    ):
+        return {"decided_by": "patterns"}
+    titles = dict(zip(units, section_titles(units), strict=True))
+    why = model.explain(sentence, titles[sentence], category)
+    return {"decided_by": "model", "model_ngrams": [[text, share] for text, share in why]}
+
+
 def analyse_page(page: Page, pack: Pack, detector: ClauseDetector | None = None) -> dict[str, Any]:
     """The ``policy analyze`` document of one page. ``detector`` defaults to the pack's own
     (the benchmark passes one whose model never saw the page)."""
@@ -102,6 +145,11 @@ def analyse_page(page: Page, pack: Pack, detector: ClauseDetector | None = None)
         "not_a_policy_because": problem,
         "categories_covered": len(covered),
         "clauses": {
-            c: {"covered": bool(clauses.get(c)), "evidence": clauses.get(c, [])} for c in CATEGORIES
+            c: {
+                "covered": bool(clauses.get(c)),
+                "evidence": clauses.get(c, []),
+                **_explanation(detector, units, c, clauses.get(c, [])),
+            }
+            for c in CATEGORIES
         },
     }

@@ -47,6 +47,18 @@ class RegistryError(ValueError):
         self.problems = problems
 
 
+def _numeric_host(name: str) -> bool:
+    """True for the numeric host forms resolvers accept as IPv4 addresses (inet_aton):
+    ``127.1``, ``0x7f.1``, ``2130706433``, ``017700000001``."""
+    import socket
+
+    try:
+        socket.inet_aton(name)
+    except OSError:
+        return False
+    return True
+
+
 def normalise_domain(value: str) -> str:
     domain = value.strip().lower().rstrip(".")
     try:
@@ -58,7 +70,7 @@ def normalise_domain(value: str) -> str:
         raise ValueError(f"domain {value!r} is not a host name like shop.example")
     if domain in BLOCKED_NAMES or labels[-1] in ("localhost", "local", "internal"):
         raise ValueError(f"domain {value!r} names a local host, not a website")
-    if all(label.isdigit() for label in labels):
+    if all(label.isdigit() for label in labels) or _numeric_host(domain):
         raise ValueError(f"domain {value!r} is an IP address; register the site's host name")
     return domain
 

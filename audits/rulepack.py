@@ -47,6 +47,7 @@ class Rule:
     line: int
     applies_to: str = "all"
     crawl_hints: list[str] = field(default_factory=list)
+    weight: float | None = None  # score weight; None: the pack's weight for the severity
 
     @cached_property
     def sha256(self) -> str:
@@ -60,6 +61,8 @@ class Rule:
             "policy": self.pack.policy,
             "clauses": self.pack.clauses,
         }
+        if self.pack.clause_model:  # a retrained model judges differently
+            spec["clause_model"] = self.pack.clause_model.get("sha256")
         return hashlib.sha256(
             json.dumps(spec, sort_keys=True, ensure_ascii=False).encode("utf-8")
         ).hexdigest()
@@ -75,6 +78,7 @@ class Pack:
     policy: dict[str, Any] = field(default_factory=dict)
     clauses: dict[str, list[str]] = field(default_factory=dict)
     clause_model: dict[str, str] = field(default_factory=dict)  # file, language, path, sha256
+    weights: dict[str, float] = field(default_factory=dict)  # severity -> score weight
     rules: list[Rule] = field(default_factory=list)
 
 
@@ -160,6 +164,26 @@ def _check_params(
             _check_params(sub, [*trail, "checks", i], root, path, problems)
 
 
+def _refuse_aliases(root: yaml.Node, path: Path) -> None:
+    """Rule files have no use for YAML anchors and aliases (``&a``, ``*a``); refused, since
+    they allow self-referencing structures and exponential expansion (fuzzing found both)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            raise RuleFileError(
+                [f"{path}:{node.start_mark.line + 1}: YAML anchors and aliases (&, *) are not "
+                 "allowed in rule files"]
+            )
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
 def load_pack(path: Path) -> Pack:
     load_check_types()
     path = Path(path)
@@ -178,6 +202,10 @@ def load_pack(path: Path) -> Pack:
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise RuleFileError([f"{path}{line}: not valid YAML: {problem}"]) from exc
+    except RecursionError as exc:
+        raise RuleFileError([f"{path}: nested too deeply to be a rule file"]) from exc
+    if root is not None:
+        _refuse_aliases(root, path)
     if root is None or not isinstance(data, dict):
         raise RuleFileError(
             [f"{path}:1: a rule pack must be a mapping with pack, version, title and rules"]
@@ -251,6 +279,7 @@ def load_pack(path: Path) -> Pack:
         policy=data.get("policy") or {},
         clauses=data.get("clauses") or {},
         clause_model=model_spec,
+        weights=dict(data.get("weights") or {}),
     )
     for i, spec in enumerate(data["rules"]):
         pack.rules.append(
@@ -267,6 +296,7 @@ def load_pack(path: Path) -> Pack:
                 line=_node_at(root, ["rules", i]).start_mark.line + 1,
                 applies_to=spec.get("applies_to", "all"),
                 crawl_hints=spec.get("crawl_hints", []),
+                weight=spec.get("weight"),
             )
         )
     return pack

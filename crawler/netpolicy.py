@@ -92,13 +92,36 @@ def map_connection(rules: list[ConnectTo], host: str, port: int) -> tuple[str, i
     return (host, port, False)
 
 
-def address_allowed(ip: str) -> bool:
+def address_allowed(ip: str, extra_networks: tuple[IPNetwork, ...] = ()) -> bool:
     """Only globally routable unicast addresses may be reached without an operator mapping:
-    never loopback, private, link-local (cloud metadata), multicast or reserved ranges."""
+    never loopback, private, link-local (cloud metadata), multicast or reserved ranges.
+
+    ``extra_networks`` are explicit operator allowances (ECTRUST_ALLOW_NETWORKS), e.g. the
+    test harness's simulated public host 127.0.0.2/32 (RELIABILITY.md "Harness")."""
     try:
         addr = ipaddress.ip_address(ip.split("%", 1)[0])
     except ValueError:
         return False
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
+    if any(addr.version == net.version and addr in net for net in extra_networks):
+        return True
     return addr.is_global and not addr.is_multicast
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Web ports a site may use without an operator mapping; anything else (6379, 5432, 25 …)
+# would let a submitted URL talk to a non-web service (RELIABILITY.md T15).
+DEFAULT_ALLOWED_PORTS = (80, 443, 8080, 8443)
+
+
+def parse_networks(values: list[str] | tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """ECTRUST_ALLOW_NETWORKS entries as networks; raises ValueError naming a bad entry."""
+    out = []
+    for value in values:
+        try:
+            out.append(ipaddress.ip_network(str(value).strip(), strict=False))
+        except ValueError as exc:
+            raise ValueError(f"ECTRUST_ALLOW_NETWORKS: {value!r} is not a network") from exc
+    return tuple(out)

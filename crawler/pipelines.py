@@ -20,7 +20,7 @@ from sqlalchemy import insert, update
 
 from audits.db import Store
 from audits.evidence import BlobStore
-from audits.models import Crawl, Snapshot
+from audits.models import Crawl, Screenshot, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +77,22 @@ class SnapshotWriter(threading.Thread):
                     self.failed = exc
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        rows, done = [], []
+        rows, done, shots = [], [], []
         for item in batch:
             if item["type"] == "snapshot":
+                for shot in item.get("screenshots") or ():
+                    shots.append(
+                        {
+                            "crawl_id": item["crawl_id"],
+                            "url": item["url"][:2000],
+                            "kind": shot["kind"],
+                            "selector": shot["selector"][:200],
+                            "content_hash": self.blobs.put(shot["png"]),
+                            "width": shot["width"],
+                            "height": shot["height"],
+                            "taken_at": item["fetched_at"],
+                        }
+                    )
                 body: bytes = item["body"]
                 digest = self.blobs.put(body) if (body or item["status"] is not None) else None
                 rows.append(
@@ -104,8 +117,8 @@ class SnapshotWriter(threading.Thread):
                         "link_text": item["link_text"],
                         "reason": item["reason"],
                         "error": item["error"],
-                        "rendered": False,
-                        "render_reason": "",
+                        "rendered": bool(item.get("rendered", False)),
+                        "render_reason": item.get("render_reason", "")[:200],
                     }
                 )
             else:
@@ -113,6 +126,8 @@ class SnapshotWriter(threading.Thread):
         with self.store.session() as session:
             if rows:
                 session.execute(insert(Snapshot), rows)
+            if shots:
+                session.execute(insert(Screenshot), shots)
             for item in done:
                 session.execute(
                     update(Crawl)

@@ -22,7 +22,14 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer, provider
 
-from crawler.netpolicy import address_allowed, map_connection, parse_connect_to
+from crawler.netpolicy import (
+    DEFAULT_ALLOWED_PORTS,
+    IPNetwork,
+    address_allowed,
+    map_connection,
+    parse_connect_to,
+    parse_networks,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +50,16 @@ class _Resolution:
 class _FilteringReceiver:
     """Passes on the allowed addresses, with the mapped port."""
 
-    def __init__(self, receiver: IResolutionReceiver, host: str, port: int, mapped: bool) -> None:
+    def __init__(
+        self,
+        receiver: IResolutionReceiver,
+        host: str,
+        port: int,
+        mapped: bool,
+        networks: tuple[IPNetwork, ...] = (),
+    ) -> None:
         self.receiver, self.host, self.port, self.mapped = receiver, host, port, mapped
+        self.networks = networks
         self.refused: list[str] = []
 
     def resolutionBegan(self, resolution: IHostResolution) -> None:
@@ -52,7 +67,7 @@ class _FilteringReceiver:
 
     def addressResolved(self, address: IAddress) -> None:
         ip = getattr(address, "host", "")
-        if not self.mapped and not address_allowed(ip):
+        if not self.mapped and not address_allowed(ip, self.networks):
             self.refused.append(ip)
             return
         cls = IPv6Address if isinstance(address, IPv6Address) else IPv4Address
@@ -67,14 +82,36 @@ class _FilteringReceiver:
 
 @implementer(IHostnameResolver)
 class PolicyResolver:
-    def __init__(self, reactor: Any, connect_to: list[str]) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        connect_to: list[str],
+        *,
+        allow_networks: list[str] | tuple[str, ...] = (),
+        allowed_ports: list[int] | tuple[int, ...] = DEFAULT_ALLOWED_PORTS,
+        dns_stub: dict[str, Any] | None = None,
+    ) -> None:
         self.reactor = reactor
         self.original = reactor.nameResolver
         self.rules = parse_connect_to(connect_to)
+        self.networks = parse_networks(allow_networks)
+        self.ports = frozenset(int(p) for p in allowed_ports)
+        if dns_stub:
+            from crawler.stubdns import StubResolver
+
+            self.original = StubResolver(reactor, dns_stub, fallback=self.original)
 
     @classmethod
     def from_crawler(cls, crawler: Any, reactor: Any) -> PolicyResolver:
-        return cls(reactor, crawler.settings.getlist("ECTRUST_CONNECT_TO"))
+        s = crawler.settings
+        return cls(
+            reactor,
+            s.getlist("ECTRUST_CONNECT_TO"),
+            allow_networks=s.getlist("ECTRUST_ALLOW_NETWORKS"),
+            allowed_ports=[int(p) for p in s.getlist("ECTRUST_ALLOWED_PORTS")]
+            or DEFAULT_ALLOWED_PORTS,
+            dns_stub=s.getdict("ECTRUST_DNS_STUB"),
+        )
 
     def install_on_reactor(self) -> None:
         self.reactor.installNameResolver(self)
@@ -88,7 +125,15 @@ class PolicyResolver:
         transportSemantics: str = "TCP",
     ) -> IHostResolution:
         target, port, mapped = map_connection(self.rules, hostName, portNumber)
-        receiver = _FilteringReceiver(resolutionReceiver, hostName, port, mapped)
+        if not mapped and portNumber and portNumber not in self.ports:
+            # A non-web port: no address at all, so the connection fails as blocked.
+            BLOCKED[hostName] = f"port {portNumber} not allowed"
+            logger.warning("refused to connect to %s:%d: port not allowed", hostName, portNumber)
+            resolution = _Resolution(hostName)
+            resolutionReceiver.resolutionBegan(resolution)
+            resolutionReceiver.resolutionComplete()
+            return resolution
+        receiver = _FilteringReceiver(resolutionReceiver, hostName, port, mapped, self.networks)
         return self.original.resolveHostName(
             receiver, target, port, addressTypes, transportSemantics
         ) or _Resolution(hostName)

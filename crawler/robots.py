@@ -13,15 +13,14 @@ from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Request, Response
 
-from crawler.failures import classify_exception
+from crawler.failures import FetchRefused, classify_exception
 
 
-class RobotsDenied(IgnoreRequest):
+class RobotsDenied(FetchRefused):
     """A request robots.txt does not allow; ``reason`` says which rule decided."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(f"robots.txt: {reason}")
-        self.reason = reason
+        super().__init__(reason, f"robots.txt: {reason}")
 
 
 class _DisallowAll:
@@ -40,11 +39,28 @@ class RFC9309RobotsMiddleware(RobotsTxtMiddleware):
             self._settle(netloc, None)  # no robots.txt: allowed
         else:
             await super()._parse_robots(response, netloc, request)
+            self._apply_crawl_delay(netloc)
+
+    def _apply_crawl_delay(self, netloc: str) -> None:
+        """Scrapy reads Crawl-delay but never applies it; the pacing middleware does,
+        capped (RELIABILITY.md T13)."""
+        from crawler.middlewares.pacing import HostPacer
+
+        parser = self._parsers.get(netloc)
+        rp = getattr(parser, "rp", None)
+        try:
+            agent = self._robotstxt_useragent or self._default_useragent
+            delay = rp.crawl_delay(agent) if rp is not None else None
+        except Exception:  # a malformed value is no delay
+            delay = None
+        if delay:
+            host = netloc.rsplit(":", 1)[0].strip("[]").lower()
+            HostPacer.for_crawler(self.crawler).set_crawl_delay(host, float(delay))
 
     def _robots_error(self, exc: Exception, netloc: str) -> None:
         # No answer at all: the site is unreachable, and the failure names why, so the
         # homepage is recorded as e.g. dns_failure rather than as a robots.txt decision.
-        if isinstance(exc, RobotsDenied):
+        if isinstance(exc, RobotsDenied | FetchRefused):
             reason = exc.reason
         elif isinstance(exc, IgnoreRequest):
             reason = "robots_unavailable"

@@ -7,7 +7,11 @@ kills us if we exceed the wall-clock limit it chose. Logs go to stderr.
 
 JOB.json: {"db": url, "home": dir, "sites": [{"crawl_id", "domain", "start_url"}],
            "max_pages": int, "hints": [...], "connect_to": [...], "settings": {...},
-           "badge_hosts": [...]}
+           "badge_hosts": [...],
+           "render": "auto"|"never"|"always"}
+
+With rendering on, the browser's egress proxy (crawler/egress.py) runs in this process for the
+length of the run, with the same ``--connect-to`` mappings as the Scrapy resolver.
 """
 
 from __future__ import annotations
@@ -21,15 +25,25 @@ from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 
 from crawler import settings as default_settings
+from crawler.egress import EgressProxy
 from crawler.pipelines import SnapshotWriter
 from crawler.spiders.site_audit import SiteAuditSpider
 
 
-def build_settings(job: dict[str, Any]) -> Settings:
+def build_settings(job: dict[str, Any], proxy: EgressProxy | None = None) -> Settings:
     settings = Settings()
     settings.setmodule(default_settings, priority="project")
     settings.set("ECTRUST_CONNECT_TO", list(job.get("connect_to", [])), priority="cmdline")
     settings.set("ITEM_PIPELINES", {"crawler.pipelines.StorePipeline": 100}, priority="cmdline")
+    if proxy is not None:
+        from crawler.render import playwright_settings
+
+        extra = playwright_settings(
+            list(job.get("connect_to", [])), proxy.url, settings.getint("DOWNLOAD_MAXSIZE")
+        )
+        extra["ECTRUST_EGRESS_TOKEN"] = proxy.token
+        for key, value in extra.items():
+            settings.set(key, value, priority="cmdline")
     for key, value in (job.get("settings") or {}).items():
         settings.set(key, value, priority="cmdline")
     return settings
@@ -41,18 +55,40 @@ def run(job: dict[str, Any]) -> int:
     sys.stdout = sys.stderr
     writer = SnapshotWriter(job["db"], Path(job["home"]), events=events)
     writer.start()
-    process = CrawlerProcess(build_settings(job), install_root_handler=True)
-    crawler = process.create_crawler(SiteAuditSpider)
-    process.crawl(
-        crawler,
-        sites=job["sites"],
-        max_pages=job.get("max_pages", 30),
-        hints=job.get("hints", []),
-        samples=job.get("samples", 4),
-        writer=writer,
-        badge_hosts=job.get("badge_hosts", []),
-    )
-    process.start()
+    render = job.get("render", "never")
+    proxy = None
+    if render != "never":
+        probe = Settings()
+        probe.setmodule(default_settings)
+        probe.setdict(dict(job.get("settings") or {}), priority="cmdline")
+        proxy = EgressProxy(
+            list(job.get("connect_to", [])),
+            max_bytes=probe.getint("DOWNLOAD_MAXSIZE"),
+            allow_networks=probe.getlist("ECTRUST_ALLOW_NETWORKS"),
+            dns_stub=probe.getdict("ECTRUST_DNS_STUB"),
+        ).start()
+    try:
+        process = CrawlerProcess(build_settings(job, proxy), install_root_handler=True)
+        crawler = process.create_crawler(SiteAuditSpider)
+        process.crawl(
+            crawler,
+            sites=job["sites"],
+            max_pages=job.get("max_pages", 30),
+            hints=job.get("hints", []),
+            samples=job.get("samples", 4),
+            writer=writer,
+            render=render,
+            badge_hosts=job.get("badge_hosts", []),
+        )
+        process.start()
+    finally:
+        if proxy is not None:
+            proxy.stop()
+            if proxy.stats.refused:
+                print(
+                    f"browser egress: {len(proxy.stats.refused)} connection(s) refused",
+                    file=sys.stderr,
+                )
     reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
     spider = crawler.spider
     if isinstance(spider, SiteAuditSpider):

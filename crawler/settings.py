@@ -39,14 +39,48 @@ URLLENGTH_LIMIT = 2000
 
 # Only HTTP(S); no local files, data:, ftp or s3 (RELIABILITY.md T18).
 DOWNLOAD_HANDLERS = {"file": None, "data": None, "ftp": None, "s3": None}
-TELNETCONSOLE_ENABLED = False
 
 TWISTED_DNS_RESOLVER = "crawler.resolver.PolicyResolver"
 ECTRUST_CONNECT_TO: list[str] = []
+# Operator allowances beyond public unicast addresses (the test harness: ["127.0.0.2/32"]).
+ECTRUST_ALLOW_NETWORKS: list[str] = []
+# Ports an unmapped site may use; others are refused like private addresses (T15).
+ECTRUST_ALLOWED_PORTS = [80, 443, 8080, 8443]
+# Scripted DNS answers for drills and tests (crawler/stubdns.py); empty in production.
+ECTRUST_DNS_STUB: dict[str, object] = {}
+TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
+
+# Certificates are verified; failures are findings and the audit goes on unverified
+# (crawler/middlewares/tls.py).
+DOWNLOAD_VERIFY_CERTIFICATES = True
+DOWNLOADER_CLIENTCONTEXTFACTORY = "crawler.middlewares.tls.PolicyContextFactory"
+ECTRUST_TLS_CONTINUE = True
+
+# Per-host pacing (crawler/middlewares/pacing.py).
+ECTRUST_RETRY_AFTER_MAX = 120.0
+ECTRUST_CRAWL_DELAY_MAX = 10.0
+ECTRUST_BREAKER_ERRORS = 5
+ECTRUST_BACKOFF_BASE = 0.5
+ECTRUST_BACKOFF_MAX = 30.0
+# Crawler traps (crawler/traps.py): a path segment repeated this often, a query with this
+# many parameters, or this many URLs differing only in their query on one path.
+ECTRUST_TRAP_REPEATS = 3
+ECTRUST_TRAP_QUERY_PARAMS = 12
+ECTRUST_TRAP_QUERY_VARIANTS = 8
 
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
     "crawler.robots.RFC9309RobotsMiddleware": 100,
+    # Named redirect failures (redirect_loop, redirect_to_disallowed); same places as Scrapy's.
+    "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
+    "crawler.middlewares.redirects.SafeMetaRefreshMiddleware": 580,
+    "scrapy.downloadermiddlewares.redirect.RedirectMiddleware": None,
+    "crawler.middlewares.redirects.SafeRedirectMiddleware": 600,
+    # Downloader side of RetryMiddleware (550), so it sees TLS errors first.
+    "crawler.middlewares.tls.TlsPolicyMiddleware": 570,
+    # Last out, first back: sees every response and exception (crawler/middlewares/pacing.py).
+    "crawler.middlewares.pacing.PacingMiddleware": 950,
     # Sites are filtered by the spider itself, before a request is scheduled.
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
 }

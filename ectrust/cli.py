@@ -32,6 +32,7 @@ from audits.rulepack import RuleFileError, load_rules
 from crawler.netpolicy import ConnectToError
 from ectrust.config import Settings
 from ectrust.console import STATUS_STYLE, err, out, print_json, setup_logging
+from ectrust.pipeline import Interrupted
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -74,6 +75,8 @@ def command(fn: F) -> F:
         except (BadInput, ConnectToError, PolicyInputError) as exc:
             raise fail(str(exc), 2) from exc
         except DatabaseError as exc:
+            raise fail(str(exc), 3) from exc
+        except Interrupted as exc:
             raise fail(str(exc), 3) from exc
 
     return wrapper  # type: ignore[return-value]
@@ -254,6 +257,9 @@ def _documents(store: Store, audit_ids: list[int], lang: str) -> list[dict[str, 
 def audit(
     domains: Annotated[list[str] | None, typer.Argument(help="Registered domains.")] = None,
     all_sites: Annotated[bool, typer.Option("--all", help="Every registered site.")] = False,
+    due: Annotated[
+        bool, typer.Option("--due", help="The sites whose scheduled re-check is due now.")
+    ] = False,
     connect_to: Annotated[
         list[str] | None,
         typer.Option(
@@ -292,13 +298,15 @@ def audit(
     from ectrust.pipeline import CrawlOptions, run_audits
 
     settings = Settings.from_env()
-    if render is Render.always:
-        raise BadInput(
-            "--render always: JavaScript rendering is not available in this "
-            "version yet; use auto or never"
-        )
-    if bool(domains) == all_sites:
-        raise BadInput("name the domains to audit, or give --all (not both)")
+    if render is not Render.never:
+        from crawler.render import browser_problem
+
+        problem = browser_problem()
+        if problem:
+            # The job cannot be done as asked (exit 3), the input itself is fine.
+            raise fail(f"--render {render.value}: {problem} (or use --render never)", 3)
+    if bool(domains) + all_sites + due != 1:
+        raise BadInput("name the domains to audit, or give --all or --due (only one of them)")
     specs = [*settings.connect_to, *(connect_to or [])]
     ruleset = load_rules(pack_ids=rules)
     store = open_store(settings)
@@ -308,6 +316,21 @@ def audit(
     unknown = [d for d in wanted if d not in known]
     if unknown:
         raise BadInput(f"not registered: {', '.join(unknown)} (add with `ectrust sites add`)")
+    if due:
+        _audit_due(
+            store,
+            settings,
+            ruleset,
+            as_json,
+            lang.value,
+            fail_on,
+            max_pages,
+            specs,
+            render.value,
+            time_limit,
+            _scrapy_overrides(setting or []),
+        )
+        return
     if not wanted:
         raise BadInput("the registry is empty: add sites first (`ectrust sites import`)")
     options = CrawlOptions(
@@ -489,6 +512,14 @@ def policy_classify(
     file: Annotated[
         Path | None, typer.Argument(help="JSON lines {id, text}; stdin if none.")
     ] = None,
+    context: Annotated[
+        bool,
+        typer.Option(
+            "--context/--no-context",
+            help="Read the lines as one policy in order, each sentence under the latest "
+            "section title above it (as audits read a page); --no-context reads each alone.",
+        ),
+    ] = True,
 ) -> None:
     """Clause categories of each sentence or paragraph, as JSON lines {id, categories}."""
     import sys
@@ -502,7 +533,7 @@ def policy_classify(
     except OSError as exc:
         raise BadInput(f"{file}: cannot read: {exc.strerror}") from exc
     with source:
-        for item in classify_lines(source, detector):
+        for item in classify_lines(source, detector, context=context):
             sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
 
 
@@ -1031,3 +1062,237 @@ def demo(
         ),
         highlight=False,
     )
+
+
+# -- evidence and backup (issue #6) --------------------------------------------------------
+evidence_app = typer.Typer(no_args_is_help=True, help="Tamper-evident evidence: verify, export.")
+app.add_typer(evidence_app, name="evidence")
+
+
+@evidence_app.command("verify")
+@command
+def evidence_verify(
+    audit_ids: Annotated[list[int] | None, typer.Argument(help="Audits (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recompute every audit's evidence manifest from the database and the evidence files;
+    exit 1 when anything changed since it was recorded."""
+    from audits.manifest import verify
+
+    settings = Settings.from_env()
+    store = open_store(settings)
+    blobs = BlobStore(settings.home)
+    with store.session(readonly=True) as session:
+        if audit_ids:
+            missing = [i for i in audit_ids if session.get(Audit, i) is None]
+            if missing:
+                raise BadInput(f"no audit {', '.join(map(str, missing))}")
+        verdicts = verify(session, blobs, list(audit_ids or []))
+    orphans = sum(1 for _ in blobs.root.rglob("*.tmp")) if blobs.root.exists() else 0
+    if as_json:
+        print_json({"audits": [v.as_dict() for v in verdicts], "orphan_tmp_files": orphans})
+    else:
+        table = Table("audit", "domain", "status", "manifest sha256", "problems")
+        for v in verdicts:
+            style = {"ok": "green", "integrity_failed": "bold red"}.get(v.status, "dim")
+            table.add_row(str(v.audit_id), v.domain, f"[{style}]{v.status}[/]",
+                          (v.sha256 or "")[:16], "; ".join(v.problems[:5]))
+        out.print(table)
+        failed = sum(v.status == "integrity_failed" for v in verdicts)
+        err.print(f"{len(verdicts)} audit(s) checked, {failed} with integrity failures"
+                  + (f"; {orphans} unfinished *.tmp evidence file(s)" if orphans else ""),
+                  highlight=False)
+    if any(v.status == "integrity_failed" for v in verdicts):
+        raise typer.Exit(1)
+
+
+@evidence_app.command("export")
+@command
+def evidence_export(
+    audit_id: int,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("."),
+    lang: Annotated[Lang, typer.Option()] = Lang.en,
+) -> None:
+    """Write one audit as a self-contained evidence package (manifest, chain, snapshots,
+    screenshots, findings JSON, SHA256SUMS). Exit 1 when its verification fails (the
+    package is written anyway, with the failures in verification.json)."""
+    from audits.manifest import export
+
+    settings = Settings.from_env()
+    store = open_store(settings)
+    blobs = BlobStore(settings.home)
+    with store.session(readonly=True) as session:
+        found = session.get(Audit, audit_id)
+        if found is None:
+            raise BadInput(f"no audit {audit_id}")
+        doc = audit_document(session, found, lang.value)
+        target, verdict = export(session, found, blobs, out_dir, doc)
+    if verdict.status == "no_manifest":
+        raise BadInput(f"audit {audit_id} has no evidence manifest (recorded before manifests "
+                       "existed); re-judge it with `ectrust reaudit` for a manifested audit")
+    out.print(str(target), highlight=False)
+    if verdict.status != "ok":
+        err.print("[bold red]integrity failed:[/] " + "; ".join(verdict.problems),
+                  highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+@command
+def backup(
+    target: Annotated[Path, typer.Argument(help="New SQLite file to write the copy to.")],
+) -> None:
+    """Online copy of the SQLite database while other commands keep writing (SQLite's
+    backup API); the copy is checked with PRAGMA integrity_check."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    settings = Settings.from_env()
+    url = make_url(settings.db_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        raise BadInput("backup copies SQLite databases; for PostgreSQL use pg_dump")
+    if target.exists():
+        raise BadInput(f"{target} exists; name a new file")
+    open_store(settings).dispose()  # migrates if needed, fails clearly if unreadable
+    source = sqlite3.connect(url.database, timeout=30)
+    dest = sqlite3.connect(target)
+    try:
+        source.backup(dest, pages=256)  # in steps, so writers are not held up for long
+        status = dest.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        dest.close()
+        source.close()
+    if status != "ok":
+        raise DatabaseError(f"backup written to {target} fails integrity_check: {status}")
+    out.print(f"backup written: {target} (integrity_check ok)", highlight=False)
+
+
+# -- scheduled re-checks and monitoring (issue #7) ---------------------------------------
+schedule_app = typer.Typer(no_args_is_help=True, help="Scheduled re-checks of certified sites.")
+app.add_typer(schedule_app, name="schedule")
+
+
+def _monitor_config(settings: Settings) -> tuple[Any, Any]:
+    from audits.cadence import CadenceConfigError, Policy
+    from ectrust.alerts import AlertConfigError, AlertSettings
+
+    try:
+        return Policy.from_env(settings.home), AlertSettings.from_env()
+    except (CadenceConfigError, AlertConfigError) as exc:
+        raise BadInput(str(exc)) from exc
+
+
+def _audit_due(
+    store: Store,
+    settings: Settings,
+    ruleset: Any,
+    as_json: bool,
+    lang: str,
+    fail_on: FailOn | None,
+    max_pages: int,
+    specs: list[str],
+    render: str,
+    time_limit: float | None,
+    scrapy_settings: dict[str, Any],
+) -> None:
+    """``audit --due``: what the scheduler would run now, in this process."""
+    from ectrust.pipeline import CrawlOptions, run_audits
+    from ectrust.scheduler import run_due, utcnow
+
+    policy, alerts = _monitor_config(settings)
+    options = CrawlOptions(
+        max_pages=max_pages,
+        connect_to=specs,
+        render=render,
+        time_limit_s=time_limit,
+        scrapy_settings=scrapy_settings,
+    )
+
+    def audit_sites(domains: list[str]) -> list[int]:
+        err.print(f"due now: {', '.join(domains)}", highlight=False)
+
+        def on_progress(kind: str, info: dict[str, Any]) -> None:
+            if kind == "audited":
+                err.print(f"audited {info['domain']} (audit {info['audit_id']})", highlight=False)
+
+        return run_audits(store, settings, domains, ruleset, options, on_progress).audit_ids
+
+    audit_ids, outcomes, sent = run_due(store, settings, policy, alerts, audit_sites, utcnow())
+    if not audit_ids:
+        err.print("nothing is due", highlight=False)
+    changes = sum(o.changes for o in outcomes)
+    if sent["digest_id"] or sent["failed"] or changes:
+        err.print(
+            f"{changes} change(s); alert digest {sent['digest_id'] or '—'}: "
+            f"{sent['sent']} delivered, {sent['failed']} failed (kept for retry)",
+            highlight=False,
+        )
+    docs = _documents(store, audit_ids, lang)
+    if as_json:
+        print_json({"audits": docs})
+    elif docs:
+        _print_audits(docs)
+    _exit_for(docs, fail_on)
+
+
+@schedule_app.command("run")
+@command
+def schedule_run() -> None:
+    """Run the re-check scheduler in the foreground (Ctrl-C or SIGTERM stops it)."""
+    import signal
+
+    from ectrust.scheduler import Monitor, SchedulerBusy
+
+    settings = Settings.from_env()
+    policy, alerts = _monitor_config(settings)
+    store = open_store(settings)
+    monitor = Monitor(store, settings, policy, alerts)
+    try:
+        monitor.start()
+    except SchedulerBusy as exc:
+        raise fail(str(exc), 3) from exc
+
+    def stop(signum: int, _frame: Any) -> None:
+        err.print(f"stopping (signal {signum}) …", highlight=False)
+        monitor.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    channels = ", ".join(c for c, _ in alerts.channels()) or "none configured"
+    err.print(
+        f"scheduler running ({monitor.owner}); red every {policy.red_days:g} days, blue "
+        f"{policy.blue_days:g}, suspended {policy.suspended_days:g}; alerts: {channels}",
+        highlight=False,
+    )
+    monitor.wait()
+    if monitor.lost_lease:
+        raise fail("the scheduler lost its lease to another scheduler and stopped", 3)
+
+
+@schedule_app.command("list")
+@command
+def schedule_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Due, overdue and planned re-checks (and the sites checked on demand only)."""
+    from ectrust.scheduler import schedule_listing, utcnow
+
+    settings = Settings.from_env()
+    policy, _alerts = _monitor_config(settings)
+    rows = schedule_listing(open_store(settings), policy, utcnow())
+    if as_json:
+        print_json({"checks": rows})
+        return
+    table = Table("domain", "certificate", "state", "due", "why", "last check", "last run")
+    style = {"overdue": "bold red", "due": "yellow", "planned": "green", "on_demand": "dim"}
+    for r in rows:
+        last = r["last_scheduled_check"]
+        table.add_row(
+            r["domain"],
+            f"{r['certificate_status']} {r['tier'] or ''}".strip(),
+            f"[{style[r['state']]}]{r['state'].replace('_', ' ')}[/]",
+            (r["due_at"] or "—").replace("T", " "),
+            r["reason"] or "",
+            (r["last_check"] or "never").replace("T", " "),
+            f"{last['status']} (audit {last['audit_id'] or '—'})" if last else "—",
+        )
+    out.print(table)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from audits.db import Store
 from audits.evidence import BlobStore
 from audits.judge import judge_crawl
 from audits.models import Audit, Crawl, Site, Snapshot
+from audits.recovery import reconcile, runner_identity
 from audits.rulepack import RuleSet
 from crawler.netpolicy import parse_connect_to
 from ectrust.config import Settings
@@ -35,6 +37,7 @@ from ectrust.config import Settings
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAGES = 30
+TERMINATE_GRACE_S = 3.0
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,6 +64,20 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: if the parent is killed (even SIGKILL), the kernel kills
+    the crawl too, so no orphan crawler goes on writing for a run nobody will judge."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+class Interrupted(Exception):
+    """The run was stopped by SIGTERM/SIGINT; what was crawled is recorded as interrupted."""
+
+
 class CrawlRun:
     """One child crawl process over several sites."""
 
@@ -76,6 +93,24 @@ class CrawlRun:
         self.options = options
         self.hints = hints
         self.timed_out = False
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.terminated = False
+
+    def terminate(self) -> None:
+        """Ask the crawl to stop gracefully (Scrapy closes the spider on SIGTERM); the sites
+        still in flight are reported ``interrupted`` and judged as such."""
+        self.terminated = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            # Scrapy's graceful close waits for every request already handed to the
+            # downloader; a second SIGTERM (Scrapy's "force") after a short grace stops it.
+            timer = threading.Timer(TERMINATE_GRACE_S, self._force_stop)
+            timer.daemon = True
+            timer.start()
+
+    def _force_stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
 
     def events(self) -> Any:
         """Yield the child's events as they come; enforce the wall-clock limit."""
@@ -92,6 +127,7 @@ class CrawlRun:
             "connect_to": self.options.connect_to,
             "settings": self.options.scrapy_settings,
             "badge_hosts": list(self.settings.badge_hosts),
+            "render": self.options.render,
         }
         limit = self.options.run_time_limit(len(self.crawls))
         with open(self.log_path, "wb") as log:
@@ -102,7 +138,9 @@ class CrawlRun:
                 stderr=log,
                 env=_child_env(),
                 cwd=os.getcwd(),
+                preexec_fn=_die_with_parent,
             )
+            self.proc = proc
             timer = threading.Timer(limit, self._kill, args=(proc,))
             timer.daemon = True
             timer.start()
@@ -137,6 +175,18 @@ class AuditRunResult:
     crawl_log: Path | None
 
 
+def _forward_signals(run: CrawlRun) -> dict[int, Any]:
+    """SIGTERM/SIGINT stop the crawl gracefully instead of killing this process outright
+    (only possible from the main thread; elsewhere the defaults stay)."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, lambda *_: run.terminate())
+    return previous
+
+
 def start_crawls(
     store: Store,
     sites: list[Site],
@@ -157,6 +207,7 @@ def start_crawls(
                     "max_pages": options.max_pages,
                     "render": options.render,
                     "connect_to": options.connect_to,
+                    "runner": runner_identity(),  # audits/recovery.py: is it still alive?
                 },
             )
             session.add(crawl)
@@ -176,13 +227,24 @@ def run_audits(
 ) -> AuditRunResult:
     """Crawl and judge the named sites; returns the new audit ids in the order given."""
     parse_connect_to(options.connect_to)  # bad specs fail before anything is written
+    blobs = BlobStore(settings.home)
+    recovered = reconcile(
+        store,
+        blobs,
+        lambda cid: judge_crawl(store, cid, ruleset, blobs, settings.badge_hosts),
+    )
+    if recovered.crashed or recovered.judged or recovered.tmp_removed:
+        logger.warning(
+            "recovered from an earlier killed run: %d crawl(s) marked crashed, %d audit(s) "
+            "completed, %d unfinished evidence file(s) removed",
+            len(recovered.crashed), len(recovered.judged), recovered.tmp_removed,
+        )
     with store.session() as session:
         by_domain = {
             s.domain: s for s in session.scalars(select(Site).where(Site.domain.in_(domains)))
         }
     sites = [by_domain[d] for d in domains]
     crawls = start_crawls(store, sites, options, start_urls)
-    blobs = BlobStore(settings.home)
     pending = {c["crawl_id"]: c["domain"] for c in crawls}
     audits: dict[int, int] = {}
     run = CrawlRun(settings, crawls, options, ruleset.crawl_hints)
@@ -204,14 +266,19 @@ def run_audits(
                 },
             )
 
-    for event in run.events():
-        if event.get("event") == "crawl_done" and event.get("crawl_id") in pending:
-            if on_progress:
-                on_progress("crawled", {"domain": pending[event["crawl_id"]], **event})
-            judge(event["crawl_id"])
+    previous_handlers = _forward_signals(run)
+    try:
+        for event in run.events():
+            if event.get("event") == "crawl_done" and event.get("crawl_id") in pending:
+                if on_progress:
+                    on_progress("crawled", {"domain": pending[event["crawl_id"]], **event})
+                judge(event["crawl_id"])
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
     missing = [cid for cid in pending if cid not in audits]
     if missing:
-        status = "timed_out" if run.timed_out else "crashed"
+        status = "timed_out" if run.timed_out else "interrupted" if run.terminated else "crashed"
         logger.error(
             "%d site(s) not finished by the crawler (%s); see %s",
             len(missing),
@@ -234,4 +301,8 @@ def run_audits(
         for crawl_id in missing:
             judge(crawl_id)
     logger.info("audited %d site(s) in %.1fs", len(audits), time.monotonic() - started)
+    if run.terminated:
+        raise Interrupted(
+            f"stopped by a signal: {len(audits)} audit(s) recorded, crawls marked interrupted"
+        )
     return AuditRunResult([audits[c["crawl_id"]] for c in crawls], run.log_path)

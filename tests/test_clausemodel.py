@@ -3,6 +3,8 @@ shipped model's provenance."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from audits.checks.privacy import ClauseDetector, section_titles
@@ -47,9 +49,35 @@ def test_shipped_model_names_its_source_and_judges_chinese_sentences():
     assert detector.model is not None
     assert "CAPP-130" in detector.model.source["corpus"]
     assert detector.model.source["licence"] == "CC BY 4.0"
-    items = [
-        "四、我们如何保存您的个人信息",
-        "您的订单信息将存放在位于杭州的服务器中，直到您注销账户。",
-    ]
-    # no retention pattern matches the second sentence; its section says what it is about
-    assert "retention" in detector.classify_many(items, section_titles(items))[1]
+    # no retention pattern matches this sentence: the model reads it as annotators do
+    stored = "您的订单信息将存放在位于杭州的服务器中，直到您注销账户。"
+    assert "retention" in detector.classify(stored)
+    # a sentence that says nothing alone speaks of its section's subject
+    items = ["五、我们如何保护您的个人信息", "我们将按照本政策的约定执行。"]
+    assert detector.classify(items[1]) == []
+    assert detector.classify_many(items, section_titles(items))[1] == ["security"]
+
+
+def test_classify_stream_reads_lines_under_their_section(cli, tmp_path):
+    path = tmp_path / "lines.jsonl"
+    path.write_text(
+        '{"id": 1, "text": "五、我们如何保护您的个人信息"}\n'
+        '{"id": 2, "text": "我们将按照本政策的约定执行。"}\n',
+        encoding="utf-8",
+    )
+    with_context = cli("policy", "classify", str(path)).stdout.splitlines()
+    alone = cli("policy", "classify", "--no-context", str(path)).stdout.splitlines()
+    assert json.loads(with_context[1]) == {"id": 2, "categories": ["security"]}
+    assert json.loads(alone[1]) == {"id": 2, "categories": []}
+
+
+def test_analyze_says_what_decided_each_clause(cli, tmp_path):
+    from tests.test_discovery import FULL_ZH
+
+    path = tmp_path / "p.html"
+    path.write_text(FULL_ZH, encoding="utf-8")
+    clauses = cli.json("policy", "analyze", str(path), "--json")["clauses"]
+    assert clauses["retention"]["decided_by"] == "model"
+    ngrams = [text for text, share in clauses["retention"]["model_ngrams"]]
+    assert ngrams and all(text in clauses["retention"]["evidence"][0] for text in ngrams)
+    assert clauses["cookies"]["decided_by"] == "patterns"  # no CAPP-130 label for cookies

@@ -189,7 +189,7 @@ def test_redirect_to_loopback_is_blocked(env, cli, site_farm, tmp_path):
         )["audits"][0]
         assert canary.requests == []
     assert doc["reachable"] is False
-    assert "blocked_address" in [s["error"] for s in snapshots(env, "redir.example")]
+    assert "redirect_to_disallowed" in [s["error"] for s in snapshots(env, "redir.example")]
 
 
 def test_bad_connect_to_is_bad_usage(env, cli):

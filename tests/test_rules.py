@@ -107,3 +107,21 @@ def test_runaway_pattern_is_bounded():
 
 def test_missing_file(env, cli):
     assert "cannot read" in cli("rules", "validate", str(Path("nope.yaml")), expect=2).stderr
+
+
+def test_pack_and_rule_weights_decide_the_score(tmp_path):
+    from audits.checks.base import Outcome
+    from audits.engine import Result, rule_weight, score
+
+    text = MINIMAL.replace(
+        "title: {zh: 测试, en: Test}\n", "title: {zh: 测试, en: Test}\nweights: {major: 1}\n"
+    )
+    text = text.replace("rules:\n", "rules:\n", 1) + text[text.index("  - id: test.icp") :].replace(
+        "test.icp", "test.icp2"
+    ).replace("severity: major", "severity: major\n    weight: 3")
+    path = tmp_path / "w.yaml"
+    path.write_text(text, encoding="utf-8")
+    first, second = load_pack(path).rules
+    assert (rule_weight(first), rule_weight(second)) == (1.0, 3.0)
+    results = [Result(first, Outcome("fail", "")), Result(second, Outcome("pass", ""))]
+    assert score(results) == 75.0  # 3 of 4 weighted points

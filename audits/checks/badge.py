@@ -223,6 +223,9 @@ def collect_sightings(
         tree = page.tree
         if tree is None:
             continue
+        # lxml makes element proxies on demand and id() of a freed one is reused: the linked
+        # images are kept referenced so their ids stay theirs while the page is examined
+        linked: list[Any] = []
         in_links: set[int] = set()
         for a in tree.iter("a"):
             href = (a.get("href") or "").strip()
@@ -230,6 +233,7 @@ def collect_sightings(
                 continue
             url = urljoin(page.final_url, href)
             imgs = list(a.iter("img"))
+            linked.extend(imgs)
             in_links.update(id(i) for i in imgs)
             seen_imgs = [s for s in (examine_image(site, page, i, image_hint) for i in imgs) if s]
             image = next((s for s in seen_imgs if s.strong), seen_imgs[0] if seen_imgs else None)

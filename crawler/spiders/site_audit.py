@@ -11,7 +11,9 @@ one snapshot (a response or a named failure), which is how the spider knows a si
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +22,8 @@ import scrapy
 from scrapy.http import Request, Response, TextResponse
 from twisted.python.failure import Failure
 
-from crawler.failures import classify_exception
+from crawler import render as rendering
+from crawler.failures import classify_request_failure
 from crawler.images import badge_image_candidates
 from crawler.links import (
     DEFAULT_HINTS,
@@ -34,7 +37,8 @@ from crawler.links import (
     policy_urls_in_sitemap,
     same_site,
 )
-from crawler.robots import RobotsDenied
+from crawler.middlewares.pacing import HostPacer
+from crawler.traps import TrapDetector, strip_session_ids
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ MAX_HINT_DEPTH = 2
 LAST_RESORT_DEPTH = MAX_HINT_DEPTH + 1  # never followed further
 MAX_BADGE_IMAGES = 12  # per site, besides max_pages
 BADGE_IMAGE_MAXSIZE = 2 * 1024 * 1024
+# Pages whose renders are kept as screenshots: the homepage and privacy-policy candidates.
+POLICY_HINT = re.compile(r"privacy|隐私|个人信息|personal.?information", re.IGNORECASE)
 
 
 @dataclass
@@ -63,13 +69,14 @@ class SiteState:
     last_resort: int = 0  # 0 not tried, 1 sitemap requested, 2 common paths requested
     sitemap_hits: int = 0
     images: int = 0
+    rendered: int = 0
+    render_errors: int = 0
+    traps: TrapDetector | None = None
 
 
 def classify_failure(failure: Failure) -> str:
-    exc = failure.value
-    if isinstance(exc, RobotsDenied):
-        return exc.reason
-    return classify_exception(exc, host_of(failure.request.url))
+    exc = failure.value  # RobotsDenied carries its own reason (a FetchRefused)
+    return classify_request_failure(exc, host_of(failure.request.url), failure.request.meta)
 
 
 class SiteAuditSpider(scrapy.Spider):
@@ -83,10 +90,15 @@ class SiteAuditSpider(scrapy.Spider):
         samples: int = 4,
         writer: Any = None,
         badge_hosts: list[str] | None = None,
+        render: str = "never",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.badge_hosts = {h.lower() for h in badge_hosts or []}
+        if render not in rendering.MODES:
+            raise ValueError(f"render must be one of {rendering.MODES}, not {render!r}")
+        self.render = render
+        self._contexts = 0
         self.writer = writer  # crawler.pipelines.SnapshotWriter, owned by crawler.run
         self.max_pages = int(max_pages)
         self.max_samples = int(samples)
@@ -121,7 +133,12 @@ class SiteAuditSpider(scrapy.Spider):
         text: str,
         reason: str,
     ) -> Request | None:
+        url = strip_session_ids(url)
         if url in state.seen:
+            return None
+        if state.traps is None:
+            state.traps = TrapDetector.from_settings(self.settings)
+        if reason != "start" and state.traps.check(url):
             return None
         if state.scheduled >= self.max_pages:
             state.skipped_by_cap += 1
@@ -198,8 +215,15 @@ class SiteAuditSpider(scrapy.Spider):
         if depth == 0:
             state.hosts.add(host_of(response.url))
             state.homepage_status = response.status
+        reasons = self._render_reasons(response)
+        if reasons:
+            # The static fetch cannot be trusted: the browser's view becomes the snapshot.
+            yield self._render_request(state, response, reasons)
+            return
         state.pages += 1
-        yield self._snapshot_item(state, response.request, response=response)
+        yield self._snapshot_item(
+            state, response.request, response=response, render_reason=self._static_reason(response)
+        )
         if response.status < 400:
             yield from self._badge_images(state, response, depth)
             yield from self._follow(state, response, depth, meta["reason"])
@@ -244,6 +268,211 @@ class SiteAuditSpider(scrapy.Spider):
     def parse_image(self, response: Response):  # type: ignore[no-untyped-def]
         state = self.sites[response.meta["crawl_id"]]
         yield self._snapshot_item(state, response.request, response=response)
+        yield from self._settle(state)
+
+    # -- rendering --------------------------------------------------------------------
+    def _render_reasons(self, response: Response) -> list[str]:
+        if self.render == "never" or response.status >= 400:
+            return []
+        if not isinstance(response, TextResponse) or not rendering.render_reasons_apply(response):
+            return []
+        if self.render == "always":
+            return ["always"]
+        return rendering.render_reasons(response)
+
+    def _static_reason(self, response: Response) -> str:
+        if self.render == "never":
+            return "render never"
+        if response.status >= 400:
+            return f"not rendered: HTTP {response.status}"
+        if not isinstance(response, TextResponse):
+            return "not rendered: not an HTML page"
+        if not rendering.render_reasons_apply(response):
+            return "not rendered: not an HTML page"
+        return "not rendered: static HTML complete"
+
+    def _render_request(
+        self, state: SiteState, response: Response, reasons: list[str], attempt: int = 1
+    ) -> Request:
+        meta = response.request.meta
+        static = meta.get("ectrust_static") or {
+            "url": (meta.get("redirect_urls") or [response.request.url])[0],
+            "final_url": response.url,
+            "status": response.status,
+            "headers": self._headers(response),
+            "body": response.body,
+            "redirects": [*meta.get("redirect_urls", [])],
+        }
+        self._contexts += 1
+        wants_shots = meta["depth"] == 0 or bool(
+            POLICY_HINT.search(f"{meta.get('link_text', '')} {static['final_url']}")
+        )
+        return Request(
+            static["final_url"],
+            callback=self.parse_rendered,
+            errback=self.on_render_error,
+            priority=response.request.priority,
+            dont_filter=True,
+            meta={
+                "crawl_id": state.crawl_id,
+                # Scrapy's DepthMiddleware rewrites "depth" on every request a callback yields
+                # (parent + 1); a render is the same page, so its depth is kept aside.
+                "depth": meta["depth"],
+                "ectrust_depth": meta.get("ectrust_depth", meta["depth"]),
+                "referrer": meta.get("referrer"),
+                "link_text": meta.get("link_text", ""),
+                "reason": meta["reason"],
+                "download_slot": state.domain,
+                "ectrust_static": static,
+                "ectrust_render_reasons": reasons,
+                "ectrust_render_attempt": attempt,
+                "ectrust_screenshots": wants_shots,
+                # Scrapy already followed (and checked) the redirects of the static fetch.
+                "dont_redirect": True,
+                "dont_retry": True,
+                "playwright": True,
+                "playwright_include_page": True,
+                "playwright_context": f"render-{self._contexts}",
+                "playwright_context_kwargs": dict(rendering.CONTEXT_KWARGS),
+                "playwright_page_goto_kwargs": {"wait_until": "domcontentloaded"},
+            },
+        )
+
+    async def parse_rendered(self, response: Response):  # type: ignore[no-untyped-def]
+        meta = response.meta
+        meta["depth"] = meta["ectrust_depth"]
+        state = self.sites[meta["crawl_id"]]
+        page = meta.get("playwright_page")
+        try:
+            result = await asyncio.wait_for(
+                rendering.capture(page, screenshots=meta["ectrust_screenshots"]),
+                rendering.PAGE_BUDGET_S,
+            )
+        except Exception as exc:
+            await rendering.close_page(page)
+            for item in self._render_failed(state, response.request, exc):
+                yield item
+            return
+        await rendering.close_page(page)
+        token = self.crawler.settings.get("ECTRUST_EGRESS_TOKEN")
+        if (token and token in result.html) or result.final_url.startswith("chrome-error:"):
+            # The page navigated (a JS redirect, a meta refresh) somewhere the egress proxy
+            # refused: what is left is our refusal notice, not the site.
+            blocked = rendering.RenderBlocked(f"navigation to {result.final_url} refused")
+            for item in self._render_failed(state, response.request, blocked):
+                yield item
+            return
+        state.pages += 1
+        state.rendered += 1
+        reasons = list(meta["ectrust_render_reasons"])
+        note = f"; {', '.join(result.notes)}" if result.notes else ""
+        static = meta["ectrust_static"]
+        headers = self._headers(response) or dict(static["headers"])
+        headers["content-type"] = ["text/html; charset=utf-8"]
+        headers.pop("content-length", None)
+        body = result.html.encode("utf-8")
+        yield {
+            "type": "snapshot",
+            "crawl_id": state.crawl_id,
+            "url": static["url"],
+            "final_url": result.final_url,
+            "status": response.status,
+            "headers": headers,
+            "body": body,
+            "depth": meta["depth"],
+            "referrer": meta.get("referrer"),
+            "link_text": meta.get("link_text", ""),
+            "reason": meta["reason"],
+            "error": None,
+            "redirects": static["redirects"],
+            "fetched_at": datetime.now(UTC),
+            "rendered": True,
+            "render_reason": (f"{self.render}: {', '.join(reasons)}{note}")[:200],
+            "screenshots": [
+                {
+                    "kind": s.kind,
+                    "selector": s.selector,
+                    "png": s.png,
+                    "width": s.width,
+                    "height": s.height,
+                }
+                for s in result.shots
+            ],
+        }
+        if response.status < 400:
+            rendered_response = TextResponse(
+                url=result.final_url,
+                body=body,
+                encoding="utf-8",
+                request=response.request,
+                headers={"Content-Type": "text/html; charset=utf-8"},
+            )
+            for item in self._badge_images(state, rendered_response, meta["depth"]):
+                yield item
+            for item in self._follow(state, rendered_response, meta["depth"], meta["reason"]):
+                yield item
+        for item in self._settle(state):
+            yield item
+
+    async def on_render_error(self, failure: Failure):  # type: ignore[no-untyped-def]
+        request = failure.request
+        await rendering.close_page(request.meta.get("playwright_page"))
+        await self._discard_context(request.meta.get("playwright_context"))
+        state = self.sites[request.meta["crawl_id"]]
+        for item in self._render_failed(state, request, failure.value):
+            yield item
+
+    async def _discard_context(self, name: str | None) -> None:
+        """A context whose page never opened is closed here, so contexts never pile up."""
+        if not name:
+            return
+        handlers = getattr(self.crawler.engine.downloader.handlers, "_handlers", {})
+        for handler in handlers.values():
+            wrapper = getattr(handler, "context_wrappers", {}).get(name)
+            if wrapper is not None:
+                await rendering.close_context(wrapper.context)
+
+    def _render_failed(self, state: SiteState, request: Request, exc: BaseException):  # type: ignore[no-untyped-def]
+        meta = request.meta
+        meta["depth"] = meta["ectrust_depth"]
+        error = rendering.classify_render_error(exc)
+        attempt = meta.get("ectrust_render_attempt", 1)
+        logger.warning("render of %s failed (attempt %d): %s: %s", request.url, attempt, error, exc)
+        if rendering.is_browser_crash(exc) and attempt < 2:
+            # The browser is relaunched by scrapy-playwright; this page gets one more try.
+            retry = self._render_request(
+                state, _FailedResponse(request), meta["ectrust_render_reasons"], attempt + 1
+            )
+            yield retry
+            return
+        state.render_errors += 1
+        if meta["depth"] == 0:
+            state.homepage_error = error
+        static = meta["ectrust_static"]
+        state.pages += 1
+        # The static page is kept as evidence, but marked failed: the browser's view, which
+        # was needed to judge it, is not known.
+        yield {
+            "type": "snapshot",
+            "crawl_id": state.crawl_id,
+            "url": static["url"],
+            "final_url": static["final_url"],
+            "status": static["status"],
+            "headers": static["headers"],
+            "body": static["body"],
+            "depth": meta["depth"],
+            "referrer": meta.get("referrer"),
+            "link_text": meta.get("link_text", ""),
+            "reason": meta["reason"],
+            "error": error,
+            "redirects": static["redirects"],
+            "fetched_at": datetime.now(UTC),
+            "rendered": False,
+            "render_reason": (
+                f"{self.render}: {', '.join(meta['ectrust_render_reasons'])}; "
+                f"render failed after {attempt} attempt(s): {type(exc).__name__}"
+            )[:200],
+        }
         yield from self._settle(state)
 
     def on_error(self, failure: Failure):  # type: ignore[no-untyped-def]
@@ -327,6 +556,7 @@ class SiteAuditSpider(scrapy.Spider):
         *,
         response: Response | None = None,
         error: str | None = None,
+        render_reason: str = "",
     ) -> dict[str, Any]:
         meta = request.meta
         original = (meta.get("redirect_urls") or [request.url])[0]
@@ -345,14 +575,20 @@ class SiteAuditSpider(scrapy.Spider):
             "error": error,
             "redirects": [*meta.get("redirect_urls", [])],
             "fetched_at": datetime.now(UTC),
+            "rendered": False,
+            "render_reason": render_reason or (f"render {self.render}: not fetched"),
         }
         if response is not None:
-            item["headers"] = {
-                k.decode("latin-1").lower(): [v.decode("latin-1") for v in vs]
-                for k, vs in response.headers.items()
-            }
+            item["headers"] = self._headers(response)
             item["body"] = response.body
         return item
+
+    @staticmethod
+    def _headers(response: Response) -> dict[str, list[str]]:
+        return {
+            k.decode("latin-1").lower(): [v.decode("latin-1") for v in vs]
+            for k, vs in response.headers.items()
+        }
 
     def _done_item(self, state: SiteState, status: str | None = None) -> dict[str, Any]:
         state.done = True
@@ -368,9 +604,21 @@ class SiteAuditSpider(scrapy.Spider):
                 "homepage_error": state.homepage_error,
                 "homepage_status": state.homepage_status,
                 "skipped_by_page_cap": state.skipped_by_cap,
+                "rendered": state.rendered,
+                "render_errors": state.render_errors,
+                **(state.traps.notes() if state.traps else {}),
+                **HostPacer.for_crawler(self.crawler).notes_for(state.hosts | {state.domain}),
             },
         }
 
     def unfinished_items(self, reason: str) -> list[dict[str, Any]]:
         """Done records for sites still in flight when the spider closes (time budget)."""
         return [self._done_item(s, status=reason) for s in self.sites.values() if not s.done]
+
+
+class _FailedResponse:
+    """What ``_render_request`` needs from a response, for re-rendering after a crash."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.meta = request.meta

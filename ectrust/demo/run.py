@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from audits.db import Store
+from audits.evidence import BlobStore
 from audits.judge import audit_document
 from audits.models import Audit
 from audits.registry import import_rows, read_csv
@@ -57,4 +58,6 @@ def run_demo(workdir: Path, lang: str = "en") -> list[Path]:
     with store.session() as session:
         docs = [audit_document(session, session.get(Audit, i), lang) for i in result.audit_ids]
     store.dispose()
-    return write_site_report(docs, workdir / "report", ["html", "json"], lang)
+    return write_site_report(
+        docs, workdir / "report", ["html", "json"], lang, blobs=BlobStore(settings.home)
+    )
