@@ -590,19 +590,39 @@ def policy_analyze(
     out.print(table)
 
 
-# -- reports ----------------------------------------------------------------------------
-SUPPORTED_FORMATS = ("html", "json", "csv")
+# -- reports (issue #8) -----------------------------------------------------------------
+# One command per kind of report; each reads its numbers (reports/data.py) and hands them to
+# reports.render.write_report through its writer, so every kind shares the layout, the
+# formats and the PDF renderer. ``report monitoring`` (issue #7) plugs in the same way.
+SUPPORTED_FORMATS = ("html", "pdf", "csv", "json")
+COHORT_STATUSES = ("applicant", "certified", "suspended", "revoked", "expired")
+FormatOption = Annotated[
+    str, typer.Option("--format", help="Comma-separated: html, pdf, csv, json.")
+]
+OutOption = Annotated[Path, typer.Option("--out", help="Folder to write into.")]
 
 
 def _formats(value: str) -> list[str]:
     formats = [f.strip().lower() for f in value.split(",") if f.strip()]
     unknown = [f for f in formats if f not in SUPPORTED_FORMATS]
     if unknown or not formats:
-        raise BadInput(
-            f"--format {value!r}: supported formats are "
-            f"{', '.join(SUPPORTED_FORMATS)} (PDF is not available in this version)"
-        )
+        raise BadInput(f"--format {value!r}: supported formats are {', '.join(SUPPORTED_FORMATS)}")
     return formats
+
+
+def _period(value: str | None, option: str) -> tuple[Any, Any]:
+    """``START..END`` (either side may be empty) as two dates."""
+    if not value:
+        return None, None
+    start, sep, end = value.partition("..")
+    if not sep:
+        raise BadInput(f"{option} {value!r}: expected START..END (ISO dates, either may be empty)")
+    return _iso_date(start or None, option), _iso_date(end or None, option)
+
+
+def _print_written(paths: list[Path]) -> None:
+    for path in paths:
+        out.print(str(path), highlight=False)
 
 
 @report_app.command("site")
@@ -612,11 +632,13 @@ def report_site(
         list[str] | None, typer.Argument(help="Domains (default: all audited).")
     ] = None,
     audit_ids: Annotated[list[int] | None, typer.Option("--audit", help="Audit ids.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("."),
-    fmt: Annotated[str, typer.Option("--format", help="html,json,csv")] = "html",
+    out_dir: OutOption = Path("."),
+    fmt: FormatOption = "html",
     lang: Annotated[Lang, typer.Option()] = Lang.en,
 ) -> None:
-    """Site audit report: each site's latest audit (or the audits named)."""
+    """Site audit report (达标指导): each site's latest audit (or the audits named), with a
+    recommendation, evidence, guidance and what changed since the previous audit."""
+    from reports.data import site_entries
     from reports.render import write_site_report
 
     formats = _formats(fmt)
@@ -629,7 +651,12 @@ def report_site(
             if missing:
                 raise BadInput(f"no audit {', '.join(map(str, missing))}")
         else:
-            query = select(func.max(Audit.id)).join(Site).group_by(Audit.site_id)
+            query = (
+                select(func.max(Audit.id))
+                .join(Site)
+                .where(Site.registered.is_(True))
+                .group_by(Audit.site_id)
+            )
             if domains:
                 query = query.where(Site.domain.in_([d.lower() for d in domains]))
             ids = sorted(session.scalars(query))
@@ -637,10 +664,79 @@ def report_site(
                 raise BadInput(
                     "no audits to report on" + (f" for {', '.join(domains)}" if domains else "")
                 )
-    docs = _documents(store, ids, lang.value)
-    blobs = BlobStore(settings.home)
-    for path in write_site_report(docs, out_dir, formats, lang.value, blobs=blobs):
-        out.print(str(path), highlight=False)
+        entries = site_entries(session, ids, lang.value, BlobStore(settings.home))
+    docs = [e["doc"] for e in entries]
+    _print_written(write_site_report(docs, out_dir, formats, lang.value, entries=entries))
+
+
+@report_app.command("survey")
+@command
+def report_survey(
+    industry: Annotated[str | None, typer.Option(help="Industry, as in the registry.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Certificate status: " + ", ".join(COHORT_STATUSES))
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Audits from this date (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Audits up to this date, inclusive.")] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(help="Earlier survey of the same cohort: its audit dates, START..END."),
+    ] = None,
+    anonymise: Annotated[
+        bool, typer.Option("--anonymise", help="No site names or addresses in any output.")
+    ] = False,
+    out_dir: OutOption = Path("."),
+    fmt: FormatOption = "html",
+    lang: Annotated[Lang, typer.Option()] = Lang.en,
+) -> None:
+    """Privacy-protection survey of a cohort (industry, status, audit dates): policy found,
+    clicks from the homepage, clause coverage, per-site table, change against an earlier
+    survey."""
+    from reports.data import Cohort, survey
+    from reports.render import write_survey_report
+
+    formats = _formats(fmt)
+    if status is not None and status not in COHORT_STATUSES:
+        raise BadInput(f"--status {status!r}: one of {', '.join(COHORT_STATUSES)}")
+    cohort = Cohort(industry, status, _iso_date(since, "--since"), _iso_date(until, "--until"))
+    if cohort.since and cohort.until and cohort.since > cohort.until:
+        raise BadInput(f"--since {since} is after --until {until}")
+    earlier = None
+    if compare:
+        c_since, c_until = _period(compare, "--compare")
+        earlier = Cohort(industry, status, c_since, c_until)
+    store = open_store(Settings.from_env())
+    with store.session(readonly=True) as session:
+        result = survey(session, cohort, compare=earlier, anonymous=anonymise)
+    if not result["sites"]:
+        raise BadInput("no audited sites in this cohort (check --industry, --status and dates)")
+    err.print(f"survey of {result['totals']['sites']} sites", highlight=False)
+    _print_written(write_survey_report(result, out_dir, formats, lang.value))
+
+
+@report_app.command("misuse")
+@command
+def report_misuse(
+    domains: Annotated[list[str] | None, typer.Argument(help="Domains (default: all).")] = None,
+    since: Annotated[str | None, typer.Option(help="Checks from this date (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Checks up to this date, inclusive.")] = None,
+    out_dir: OutOption = Path("."),
+    fmt: FormatOption = "html",
+    lang: Annotated[Lang, typer.Option()] = Lang.en,
+) -> None:
+    """Badge misuse report: each site's latest misuse case (from ``badge check`` and audits)
+    with its evidence, and a draft notice letter per site."""
+    from reports.data import misuse_cases
+    from reports.render import write_misuse_report
+
+    formats = _formats(fmt)
+    start, end = _iso_date(since, "--since"), _iso_date(until, "--until")
+    store = open_store(Settings.from_env())
+    with store.session(readonly=True) as session:
+        cases = misuse_cases(session, since=start, until=end, domains=domains, lang=lang.value)
+    err.print(f"{len(cases)} misuse case(s)", highlight=False)
+    selection = {"since": since, "until": until, "domains": domains or []}
+    _print_written(write_misuse_report(cases, out_dir, formats, lang.value, selection=selection))
 
 
 # -- certificates, badge checks, web server (issue #4) ----------------------------------
