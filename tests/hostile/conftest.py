@@ -144,6 +144,10 @@ def audit_site(env: Any, cli: Any) -> Any:
     ) -> dict[str, Any]:
         if register:
             cli("sites", "add", domain, "--url", f"http://{domain}:{server.port}{path}")
+        if "--render" not in args:
+            # the Scrapy side is what these cases measure (time and memory bounds included);
+            # the browser side has its own cases in test_browser.py
+            args = ("--render", "never", *args)
         doc = cli.json(
             "audit", domain, "--json", *crawl_settings(server, stub, **settings), *args
         )
