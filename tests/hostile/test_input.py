@@ -170,12 +170,24 @@ def test_t39_runaway_regex_is_bounded_and_reported(tmp_path):
 
 @pytest.mark.case("T39")
 @pytest.mark.timeout(60)
-def test_t39_pdf_reports(env, cli):
-    result = cli("report", "site", "--format", "pdf", "--out", str(env / "r"), expect=None)
-    if result.exit_code == 2 and "PDF is not available" in result.stderr:
-        pytest.skip("no PDF renderer in this version (reports issue): the PDF part of T39 "
-                    "cannot be exercised; bad input is refused with exit 2")
-    pytest.fail("PDF output exists now: extend this test with the T39 canary/file checks")
+def test_t39_pdf_reports(env, cli, public, canary):
+    """A crawled page full of references to local files and to the canary, through `audit`
+    and `report site --format pdf`: the PDF renderer fetches none of them."""
+    canary_url = f"http://127.0.0.1:{canary.port}"
+    public.html("/", home(
+        (f"{canary_url}/link", "隐私政策"), ("file:///etc/passwd", "关于我们"),
+        extra=f'<footer>京ICP备12345678号 <img src="{canary_url}/img.png">'
+        f'<img src="file:///etc/passwd"><link rel="stylesheet" href="{canary_url}/a.css">'
+        "</footer>",
+    ).replace("<title>店铺</title>", f'<title>店铺 <img src="{canary_url}/t.png"></title>'))
+    cli("sites", "add", "public.test", "--url", f"http://public.test:{public.port}/")
+    cli.json("audit", "public.test", "--json", "--render", "never", *crawl_settings(public))
+    hits_after_audit = canary.hits
+    result = cli("report", "site", "public.test", "--out", str(env / "r"), "--format", "pdf")
+    pdfs = [Path(p) for p in result.stdout.split() if p.endswith(".pdf")]
+    assert pdfs and all(p.read_bytes().startswith(b"%PDF") for p in pdfs)
+    assert canary.hits == hits_after_audit == 0
+    assert all(b"root:x:0:0" not in p.read_bytes() for p in pdfs)
 
 
 def test_hostile_markup_is_inert_in_the_html_report(env, cli, public, canary):
