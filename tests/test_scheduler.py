@@ -126,8 +126,12 @@ def test_restart_after_downtime_runs_each_missed_check_once(world):
     second.start()
     try:
         assert second.wait_for(lambda: len(second.outcomes) >= 2, 60), runner.calls
-        # Every job's next time is now in the future: nothing else is coming.
-        assert all(t > now for t in job_next_runs(world["store"]).values())
+        # Every job's next time is now in the future: nothing else is coming. (APScheduler
+        # writes a job's next run time after handing the run to its executor, so a fast
+        # run can finish first: wait for the store rather than read it once.)
+        assert second.wait_for(
+            lambda: all(t > now for t in job_next_runs(world["store"]).values()), 10
+        ), job_next_runs(world["store"])
         second.scheduler.wakeup()
         assert not second.wait_for(lambda: len(second.outcomes) > 2, 2)
     finally:
