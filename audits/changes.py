@@ -203,20 +203,7 @@ def _policy_sentences(
         body = blobs.get(snap.content_hash or "")
     except EvidenceError:
         return None
-    page = Page(
-        url=snap.url,
-        final_url=snap.final_url,
-        status=snap.status,
-        depth=snap.depth,
-        reason=snap.reason,
-        link_text=snap.link_text,
-        referrer=snap.referrer,
-        error=snap.error,
-        headers=snap.headers or {},
-        body=body,
-        snapshot_id=snap.id,
-    )
-    return sentences(page.main_text)
+    return sentences(Page.from_snapshot(snap, body).main_text)
 
 
 def _streak(session: Session, audit: Audit) -> int:

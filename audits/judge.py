@@ -84,23 +84,7 @@ def site_view(
                 body = blobs.get(snap.content_hash)
             except EvidenceError:
                 error = error or "evidence_missing"
-        pages.append(
-            Page(
-                url=snap.url,
-                final_url=snap.final_url,
-                status=snap.status,
-                depth=snap.depth,
-                reason=snap.reason,
-                link_text=snap.link_text,
-                referrer=snap.referrer,
-                error=error,
-                headers=snap.headers or {},
-                body=body,
-                snapshot_id=snap.id,
-                rendered=bool(snap.rendered),
-                screenshots=shots.get(snap.url, []),
-            )
-        )
+        pages.append(Page.from_snapshot(snap, body, error, shots.get(snap.url, [])))
     return SiteView(
         domain=site.domain,
         start_url=crawl.start_url,
@@ -159,9 +143,7 @@ def judge_crawl(
                 severity=r.rule.severity,
                 title=r.rule.title,
                 message=r.outcome.message,
-                evidence=link_screenshots(
-                    view, r.rule.id, r.outcome.status, r.outcome.evidence
-                ),
+                evidence=link_screenshots(view, r.rule.id, r.outcome.status, r.outcome.evidence),
                 references=r.rule.references,
                 guidance=r.rule.guidance,
             )

@@ -125,6 +125,31 @@ class Page:
     # Browser screenshots of this page: {"kind", "content_hash", "selector", "width", "height"}.
     screenshots: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def from_snapshot(
+        cls,
+        snap: Any,
+        body: bytes,
+        error: str | None = None,
+        screenshots: list[dict[str, Any]] | None = None,
+    ) -> Page:
+        """The page of a stored Snapshot row (``error`` overrides the row's own)."""
+        return cls(
+            url=snap.url,
+            final_url=snap.final_url,
+            status=snap.status,
+            depth=snap.depth,
+            reason=snap.reason,
+            link_text=snap.link_text,
+            referrer=snap.referrer,
+            error=error if error is not None else snap.error,
+            headers=snap.headers or {},
+            body=body,
+            snapshot_id=snap.id,
+            rendered=bool(snap.rendered),
+            screenshots=screenshots or [],
+        )
+
     @property
     def ok(self) -> bool:
         return self.error is None and self.status is not None and self.status < 400
