@@ -40,6 +40,7 @@ from crawler.netpolicy import (
     parse_connect_to,
     parse_networks,
 )
+from crawler.stubdns import DnsScript
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +146,7 @@ class EgressProxy:
         # the same operator allowances and scripted answers as the Scrapy resolver
         # (crawler/resolver.py), so a drill sees one policy for both paths
         self.networks = parse_networks(allow_networks)
-        self.dns_stub = {k.lower(): v for k, v in (dns_stub or {}).items()}
-        self._stub_queries: dict[str, int] = {}
+        self.dns_stub = DnsScript(dns_stub or {})
         self.max_bytes = max_bytes
         self.stats = EgressStats()
         # Marks our refusal pages, so a refused navigation is told apart from a site's own
@@ -247,17 +247,13 @@ class EgressProxy:
         raise ConnectionError(f"cannot connect to {target}:{target_port}: {last}")
 
     def _scripted(self, name: str) -> list[str] | None:
-        """ECTRUST_DNS_STUB's answer for ``name`` (one per query, the last repeating), or
-        None for names it does not list."""
-        entry = self.dns_stub.get(name.lower())
-        if entry is None:
+        """ECTRUST_DNS_STUB's answer for ``name``, or None for names it does not list."""
+        if name not in self.dns_stub:
             return None
-        if entry in ("nxdomain", "hang"):
-            raise EgressRefused(f"cannot resolve {name}: scripted {entry}")
-        count = self._stub_queries.get(name, 0)
-        self._stub_queries[name] = count + 1
-        answers = list(entry)
-        return [str(a) for a in answers[min(count, len(answers) - 1)]]
+        answer = self.dns_stub.answer(name)
+        if isinstance(answer, str):  # "nxdomain" or "hang"
+            raise EgressRefused(f"cannot resolve {name}: scripted {answer}")
+        return answer
 
     def _refuse(self, host: str, port: int, why: str) -> None:
         self.stats.refused.append((host, port, why))

@@ -28,21 +28,38 @@ class _Resolution:
         pass
 
 
-@implementer(IHostnameResolver)
-class StubResolver:
-    def __init__(self, reactor: Any, script: dict[str, Any], fallback: Any) -> None:
-        self.reactor = reactor
-        self.fallback = fallback
+class DnsScript:
+    """The scripted answers themselves, shared by the Scrapy resolver below and the browser's
+    egress proxy (crawler/egress.py), so both paths see the same drill."""
+
+    def __init__(self, script: dict[str, Any]) -> None:
         self.script = {k.lower(): v for k, v in script.items()}
         self.queries: dict[str, int] = {}
 
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self.script
+
     def answer(self, name: str) -> list[str] | str:
+        """The next answer for a listed ``name``: addresses, or "nxdomain" / "hang"."""
+        name = name.lower()
         entry = self.script[name]
         if isinstance(entry, str):
             return entry
         n = self.queries.get(name, 0)
         self.queries[name] = n + 1
-        return list(entry[min(n, len(entry) - 1)])
+        return [str(a) for a in entry[min(n, len(entry) - 1)]]
+
+
+@implementer(IHostnameResolver)
+class StubResolver:
+    def __init__(self, reactor: Any, script: dict[str, Any], fallback: Any) -> None:
+        self.reactor = reactor
+        self.fallback = fallback
+        self.dns = DnsScript(script)
+        self.script = self.dns.script
+
+    def answer(self, name: str) -> list[str] | str:
+        return self.dns.answer(name)
 
     def resolveHostName(
         self,
