@@ -54,6 +54,22 @@ def chromium_processes() -> list[psutil.Process]:
     return out
 
 
+def browser_processes() -> list[psutil.Process]:
+    """The live Chromium browser processes (not their renderers, GPU or zygote helpers).
+
+    A helper can exit between listing and reading its command line, or linger as a zombie
+    until its parent reaps it: both are skipped rather than crashing the watcher.
+    """
+    out = []
+    for p in chromium_processes():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "--type=" not in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
 @pytest.mark.case("T19")
 @pytest.mark.timeout(120)
 def test_t19_subresources_to_loopback_are_blocked_in_the_browser(env, cli, public, canary):
@@ -121,10 +137,12 @@ def test_t21_chromium_killed_mid_crawl_is_relaunched(env, cli, public, canary):
     def killer() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
-            browsers = [p for p in chromium_processes()
-                        if "--type=" not in " ".join(p.cmdline())]
+            browsers = browser_processes()
             if browsers and sum(p.startswith("/help/") for p in public.paths()) >= 2:
-                browsers[0].kill()
+                try:
+                    browsers[0].kill()
+                except psutil.NoSuchProcess:
+                    continue  # it exited on its own; look again
                 killed.append(browsers[0].pid)
             time.sleep(0.1)
 
