@@ -33,3 +33,31 @@ def install(app: Flask) -> None:
             h["X-Frame-Options"] = "DENY"
             h.setdefault("Cache-Control", "no-cache")
         return response
+
+
+# Fetch metadata: a browser says where an unsafe request came from. Anything but our own
+# pages (same-origin) or the user's own action (none: typed URL, bookmark) is refused before
+# the CSRF token is even looked at.
+ALLOWED_FETCH_SITES = {"same-origin", "none"}
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def install_csrf(app: Flask) -> None:
+    """Flask-WTF's CSRFProtect guards every unsafe request of every blueprint (a token bound
+    to the session, in every form); CSRFError and cross-site requests answer 403."""
+    from flask import render_template, request
+    from flask_wtf.csrf import CSRFError, CSRFProtect
+
+    @app.before_request
+    def fetch_metadata() -> tuple[str, int] | None:
+        site = request.headers.get("Sec-Fetch-Site")
+        if request.method in UNSAFE and site is not None and site not in ALLOWED_FETCH_SITES:
+            return render_template("error.html.j2", code=403,
+                                   message="cross-site request refused"), 403
+        return None
+
+    CSRFProtect(app)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> tuple[str, int]:
+        return render_template("error.html.j2", code=403, message=exc.description), 403
