@@ -29,7 +29,8 @@ def install(app: Flask) -> None:
             h["Cache-Control"] = "no-store"
             h["Vary"] = "Referer, Origin"
         else:
-            h["Content-Security-Policy"] = PAGE_CSP
+            # A view may set a stricter policy of its own (stored evidence: sandbox).
+            h.setdefault("Content-Security-Policy", PAGE_CSP)
             h["X-Frame-Options"] = "DENY"
             h.setdefault("Cache-Control", "no-cache")
         return response
