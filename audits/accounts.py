@@ -88,11 +88,14 @@ def disable_user(session: Session, username: str) -> User:
 
 def _recent_failures(session: Session, column: object, value: str) -> int:
     since = utcnow() - WINDOW
-    return session.scalar(
-        select(func.count(LoginAttempt.id)).where(
-            column == value, LoginAttempt.success.is_(False), LoginAttempt.at >= since
+    return (
+        session.scalar(
+            select(func.count(LoginAttempt.id)).where(
+                column == value, LoginAttempt.success.is_(False), LoginAttempt.at >= since
+            )
         )
-    ) or 0
+        or 0
+    )
 
 
 def authenticate(

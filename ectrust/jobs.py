@@ -55,9 +55,7 @@ def start_audit_job(
     if not 1 <= max_pages <= 500:
         raise JobError("pages per site: 1 to 500")
     with store.session() as session:
-        site = session.scalar(
-            select(Site).where(Site.domain == domain, Site.registered.is_(True))
-        )
+        site = session.scalar(select(Site).where(Site.domain == domain, Site.registered.is_(True)))
         if site is None:
             raise JobError(f"not registered: {domain}")
         job = AuditJob(
@@ -106,9 +104,7 @@ def run_audit_job(store: Store, settings: Settings, job_id: int) -> None:
             # Like a scheduled check: the changes since the previous audit feed the
             # dashboard and the alert digest.
             record_changes(session, audit_id, BlobStore(settings.home))
-        _update(
-            store, job_id, status="done", stage="", audit_id=audit_id, finished_at=utcnow()
-        )
+        _update(store, job_id, status="done", stage="", audit_id=audit_id, finished_at=utcnow())
     except Exception as exc:  # the job page shows what went wrong
         logger.exception("audit job %d failed", job_id)
         _update(
@@ -128,7 +124,10 @@ def fail_abandoned_jobs(store: Store) -> int:
         result = session.execute(
             update(AuditJob)
             .where(AuditJob.status.in_(("queued", "running")))
-            .values(status="failed", error="the server stopped before the job finished",
-                    finished_at=utcnow())
+            .values(
+                status="failed",
+                error="the server stopped before the job finished",
+                finished_at=utcnow(),
+            )
         )
         return result.rowcount or 0

@@ -227,13 +227,16 @@ def test_main_flows(web: WebApp, browser: Any, shots: Path, tmp_path: Path) -> N
     assert saved.suffix == ".html" and "books.example" in text and f"{audit_id}" in text
 
     # The other main pages, for the screenshot review.
-    for path, name in (("/", "dashboard"), ("/sites", "sites"), ("/findings", "findings"),
-                       ("/runs", "runs"), ("/admin/users", "users")):  # fmt: skip
+    for path, name in (
+        ("/", "dashboard"),
+        ("/sites", "sites"),
+        ("/findings", "findings"),
+        ("/runs", "runs"),
+        ("/admin/users", "users"),
+    ):
         resp = page.goto(f"{base}{path}")
         assert resp.status == 200, path
         page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
-    page.goto(f"{base}/sites?failing=1")
-    assert page.locator("table.sites a:text('books.example')").count() in (0, 1)
     watch.check()
     context.close()
 
@@ -271,9 +274,13 @@ def test_hostile_markup_inert_t37_t38(web: WebApp, browser: Any, shots: Path) ->
     audit_id = audit_and_wait(page, base, "hostile.example")
     _inject_hostile_finding(web, audit_id)
 
-    for path, name in ((f"/audits/{audit_id}", "hostile-audit"),
-                       ("/sites/hostile.example", "hostile-site"),
-                       ("/findings", ""), ("/sites", ""), ("/", None)):  # fmt: skip
+    for path, name in (
+        (f"/audits/{audit_id}", "hostile-audit"),
+        ("/sites/hostile.example", "hostile-site"),
+        ("/findings", ""),
+        ("/sites", ""),
+        ("/", None),
+    ):
         resp = page.goto(f"{base}{path}")
         assert resp.status == 200
         headers = resp.headers

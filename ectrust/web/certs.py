@@ -52,8 +52,13 @@ def issue_certificate(domain: str) -> Any:
         years = int(request.form.get("years") or 1)
         with store().session() as session:
             cert = issue(
-                session, domain, tier=request.form.get("tier", ""), reason=reason,
-                actor=current_user.username, valid_from=today(), years=years,
+                session,
+                domain,
+                tier=request.form.get("tier", ""),
+                reason=reason,
+                actor=current_user.username,
+                valid_from=today(),
+                years=years,
             )
             flash(f"已颁发 Issued {cert.cert_id}")
     except (LifecycleError, ValueError) as exc:

@@ -118,4 +118,3 @@ def screenshot(digest: str) -> Response:
     if not body.startswith(b"\x89PNG\r\n\x1a\n"):
         abort(404)
     return Response(body, mimetype="image/png")
-

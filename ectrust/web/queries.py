@@ -171,7 +171,9 @@ def site_detail(store: Store, settings: Settings, domain: str, today: date) -> d
                 "items": compare(before, after) if before is not None else [],
             }
         jobs = session.scalars(
-            select(AuditJob).where(AuditJob.site_id == site.id).order_by(AuditJob.id.desc())
+            select(AuditJob)
+            .where(AuditJob.site_id == site.id)
+            .order_by(AuditJob.id.desc())
             .limit(10)
         ).all()
         return {
@@ -196,11 +198,14 @@ def job_view(session: Session, job: AuditJob) -> dict[str, Any]:
             )
         )
     if crawl_id is not None:
-        pages = session.scalar(
-            select(func.count(Snapshot.id)).where(
-                Snapshot.crawl_id == crawl_id, Snapshot.status.is_not(None)
+        pages = (
+            session.scalar(
+                select(func.count(Snapshot.id)).where(
+                    Snapshot.crawl_id == crawl_id, Snapshot.status.is_not(None)
+                )
             )
-        ) or 0
+            or 0
+        )
     return {
         "id": job.id,
         "domain": site.domain,
@@ -265,18 +270,33 @@ def dashboard(store: Store, settings: Settings, today: date) -> dict[str, Any]:
             "regressions": regressions,
             "overdue": [p for p in plans.values() if p["state"] in ("overdue", "due")],
             "sightings": [
-                {"domain": q.domain, "url": q.url, "cert_ids": q.cert_ids,
-                 "count": q.sightings, "last_seen": q.last_seen}
+                {
+                    "domain": q.domain,
+                    "url": q.url,
+                    "cert_ids": q.cert_ids,
+                    "count": q.sightings,
+                    "last_seen": q.last_seen,
+                }
                 for q in queue
             ],
             "misuse": [
-                {"domain": b.domain, "url": b.url, "verdict": b.verdict,
-                 "certificate_id": b.certificate_id, "at": b.created_at}
+                {
+                    "domain": b.domain,
+                    "url": b.url,
+                    "verdict": b.verdict,
+                    "certificate_id": b.certificate_id,
+                    "at": b.created_at,
+                }
                 for b in misuse
             ],
             "expiring": [
-                {"cert_id": c.cert_id, "domain": s.domain, "holder": s.name,
-                 "valid_until": c.valid_until, "days": (c.valid_until - today).days}
+                {
+                    "cert_id": c.cert_id,
+                    "domain": s.domain,
+                    "holder": s.name,
+                    "valid_until": c.valid_until,
+                    "days": (c.valid_until - today).days,
+                }
                 for c, s in expiring
             ],
             "jobs": [job_view(session, j) for j in running],

@@ -37,28 +37,28 @@ def index() -> Any:
                 .order_by(Site.domain)
             )
         )
-        industries = sorted(
-            i for i in session.scalars(select(Site.industry).distinct()) if i
-        )
+        industries = sorted(i for i in session.scalars(select(Site.industry).distinct()) if i)
     return render_template(
-        "reports.html.j2", domains=domains, industries=industries, formats=FORMATS,
-        statuses=COHORT_STATUSES, selected=request.args.get("domain", ""),
+        "reports.html.j2",
+        domains=domains,
+        industries=industries,
+        formats=FORMATS,
+        statuses=COHORT_STATUSES,
+        selected=request.args.get("domain", ""),
     )
 
 
 def _latest_audit(domain: str) -> int | None:
     with store().session(readonly=True) as session:
-        return session.scalar(
-            select(func.max(Audit.id)).join(Site).where(Site.domain == domain)
-        )
+        return session.scalar(select(func.max(Audit.id)).join(Site).where(Site.domain == domain))
 
 
 def _write(kind: str, form: Any, out: Path, fmt: str, lang: str) -> list[Path]:
     from reports import data, render
 
     if kind == "site":
-        audit_id = int(form["audit_id"]) if form.get("audit_id") else _latest_audit(
-            form.get("domain", "")
+        audit_id = (
+            int(form["audit_id"]) if form.get("audit_id") else _latest_audit(form.get("domain", ""))
         )
         with store().session(readonly=True) as session:
             if audit_id is None or session.get(Audit, audit_id) is None:

@@ -22,7 +22,11 @@ REFRESH_SECONDS = 2
 def _start(domain: str, render: str, max_pages: int) -> Any:
     try:
         job_id = start_audit_job(
-            store(), settings(), domain, current_user.username, render=render,
+            store(),
+            settings(),
+            domain,
+            current_user.username,
+            render=render,
             max_pages=max_pages,
         )
     except JobError as exc:
@@ -69,6 +73,4 @@ def show(job_id: int) -> Any:
             abort(404)
         view = queries.job_view(session, job)
     active = view["status"] in ("queued", "running")
-    return render_template(
-        "run.html.j2", job=view, refresh=REFRESH_SECONDS if active else None
-    )
+    return render_template("run.html.j2", job=view, refresh=REFRESH_SECONDS if active else None)
