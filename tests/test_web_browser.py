@@ -106,10 +106,12 @@ def register(page: Any, base: str, domain: str, name: str, industry: str = "book
     page.wait_for_url(f"{base}/sites/{domain}")
 
 
-def audit_and_wait(page: Any, base: str, domain: str, shots: Path | None = None) -> int:
+def audit_and_wait(
+    page: Any, base: str, domain: str, shots: Path | None = None, render: str = "never"
+) -> int:
     """Start an audit from the site page and watch its run page until it is over."""
     page.goto(f"{base}/sites/{domain}")
-    page.select_option("select[name=render]", "never")
+    page.select_option("select[name=render]", render)
     page.fill("input[name=max_pages]", "10")
     page.click("form[action$='/audit'] button")
     page.wait_for_url(re.compile(r".*/runs/\d+$"))
@@ -357,3 +359,28 @@ def test_hostile_markup_inert_t37_t38(web: WebApp, browser: Any, shots: Path) ->
     assert direct.status in (302, 401) and b"<script>" not in direct.body()
     watch.check()
     context.close()
+
+
+def test_rendered_audit_shows_screenshots(web: WebApp, browser: Any, shots: Path) -> None:
+    """An audit with JavaScript rendering: the site page shows the findings' screenshots,
+    served from the evidence store as PNG images."""
+    base = web.base
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    watch = Watch(page)
+    login(page, base, EVALUATOR)
+    register(page, base, "books.example", "书香网上书城")
+    audit_id = audit_and_wait(page, base, "books.example", render="always")
+    page.goto(f"{base}/sites/books.example")
+    thumbs = page.locator("img.thumb")
+    assert thumbs.count() > 0
+    first = thumbs.first
+    first.scroll_into_view_if_needed()
+    assert page.evaluate("(img) => img.complete && img.naturalWidth > 0", first.element_handle())
+    src = first.get_attribute("src")
+    png = page.request.get(f"{base}{src}")
+    assert png.headers["content-type"] == "image/png" and png.body()[:4] == b"\x89PNG"
+    first.scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "site-with-screenshots.png"), full_page=False)
+    with web.store.session(readonly=True) as session:
+        assert session.get(Audit, audit_id).crawl.options["render"] == "always"
+    watch.check()
