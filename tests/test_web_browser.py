@@ -7,6 +7,7 @@ test's tmp dir). Only loopback is reachable from the browser.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -227,6 +228,13 @@ def test_main_flows(web: WebApp, browser: Any, shots: Path, tmp_path: Path) -> N
     download.save_as(saved)
     text = saved.read_text(encoding="utf-8")
     assert saved.suffix == ".html" and "books.example" in text and f"{audit_id}" in text
+    page.select_option("#site-report select[name=format]", "json")
+    with page.expect_download() as info:
+        page.click("#site-report button")
+    saved = tmp_path / info.value.suggested_filename
+    info.value.save_as(saved)
+    doc = json.loads(saved.read_text(encoding="utf-8"))
+    assert saved.suffix == ".json" and f'"audit_id": {audit_id}' in json.dumps(doc)
 
     # The other main pages, for the screenshot review.
     for path, name in (
