@@ -392,3 +392,37 @@ def test_rendered_audit_shows_screenshots(web: WebApp, browser: Any, shots: Path
     with web.store.session(readonly=True) as session:
         assert session.get(Audit, audit_id).crawl.options["render"] == "always"
     watch.check()
+
+
+def test_changes_since_previous_audit_and_dashboard(web: WebApp, browser: Any, shots: Path) -> None:
+    """Audit, break the site (its privacy policy disappears), run again from the run page:
+    the site page lists what changed and the dashboard the regressions."""
+    base = web.base
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    watch = Watch(page)
+    login(page, base, EVALUATOR)
+    register(page, base, "books.example", "书香网上书城")
+    first = audit_and_wait(page, base, "books.example")
+    site_dir = web.farm.root / "books.example"
+    (site_dir / "privacy.html").unlink()
+    index = site_dir / "index.html"
+    index.write_text(
+        index.read_text(encoding="utf-8").replace('<a href="/privacy.html">隐私政策</a>|', ""),
+        encoding="utf-8",
+    )
+    page.click("form[action$='/rerun'] button")  # "Run again", with its CSRF token
+    page.wait_for_url(re.compile(r".*/runs/\d+$"))
+    page.wait_for_selector("#audit-link", timeout=AUDIT_TIMEOUT_MS)
+    second = int(page.get_attribute("#audit-link", "href").rsplit("/", 1)[1])
+    assert second > first
+    page.goto(f"{base}/sites/books.example")
+    changes = page.locator("table.changes tr.change-regression")
+    assert changes.count() > 0
+    assert "privacy" in page.inner_text("table.changes")
+    assert f"#{first} → #{second}" in page.inner_text("main")
+    page.screenshot(path=str(shots / "site-changes.png"), full_page=False)
+    page.goto(f"{base}/")
+    regressions = page.inner_text("#regressions + table")
+    assert "books.example" in regressions and "privacy" in regressions
+    page.screenshot(path=str(shots / "dashboard-regressions.png"), full_page=True)
+    watch.check()
