@@ -162,7 +162,7 @@ def test_main_flows(web: WebApp, browser: Any, shots: Path, tmp_path: Path) -> N
     page.click("#audit-link")
     page.wait_for_url(f"{base}/audits/{audit_id}")
     assert page.locator("section.finding").count() == n_findings > 0
-    page.screenshot(path=str(shots / "audit.png"), full_page=True)
+    page.screenshot(path=str(shots / "audit.png"))
 
     # Override a finding: the reason is mandatory; original and override both stay visible.
     first = page.locator("section.finding").first
@@ -182,7 +182,7 @@ def test_main_flows(web: WebApp, browser: Any, shots: Path, tmp_path: Path) -> N
     assert f"{original}" in block.locator("p.muted").first.inner_text()  # the original result
     with web.store.session(readonly=True) as session:
         assert session.get(Finding, finding_id).status == original  # the row is untouched
-    page.screenshot(path=str(shots / "override.png"), full_page=True)
+    block.screenshot(path=str(shots / "override.png"))
 
     # An override without a reason is refused (server-side, not only by the form).
     token = CSRF.search(page.content()).group(1)
@@ -209,7 +209,9 @@ def test_main_flows(web: WebApp, browser: Any, shots: Path, tmp_path: Path) -> N
     page.click("form.cert-suspend button")
     page.wait_for_url(re.compile(r".*/sites/books\.example#certificate$"))
     assert "suspended pending fixes" in page.locator("table.history").inner_text()
-    page.screenshot(path=str(shots / "site.png"), full_page=True)
+    page.screenshot(path=str(shots / "site.png"))
+    page.locator("#certificate").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "site-certificate.png"))
     badge_after = badge_page.goto(f"{base}/badge/{cert_id}.svg").text()
     assert "SUSPENDED" in badge_after and "证书已暂停" in badge_after
     badge_page.goto(f"{base}/cert/{cert_id}")
