@@ -310,7 +310,9 @@ def test_hostile_markup_inert_t37_t38(web: WebApp, browser: Any, shots: Path) ->
             page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
     page.goto(f"{base}/audits/{audit_id}")
     text = page.inner_text("main")
-    assert HOSTILE_EXCERPT in text and "javascript:alert(1)" in text and RTL in text
+    assert HOSTILE_EXCERPT in text and "javascript:alert(1)" in text
+    # The RTL override is shown as a visible marker, so "gnp.exe" cannot read "exe.png".
+    assert RTL not in page.content() and "[U+202E]gnp.exe" in text
     assert f"{TEMPLATE_PROBE}" in text and "49" not in page.inner_text("section.finding >> nth=0")
     assert HOSTILE_EXCERPT in text  # the crawled anchor text of the link to about.html
 

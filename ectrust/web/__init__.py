@@ -80,6 +80,7 @@ def create_app(
     settings = settings or Settings.from_env()
     app = EctrustFlask(__name__, static_folder="static", template_folder="templates")
     app.jinja_env.autoescape = True
+    app.jinja_env.finalize = security.show_bidi_controls
     app.config.update(
         SECRET_KEY=secret_key(settings.home),
         SESSION_COOKIE_NAME="ectrust_session",

@@ -7,6 +7,8 @@ cross-origin, is never cached (its status is live) and varies with the embedding
 
 from __future__ import annotations
 
+import re
+
 from flask import Flask, Response
 
 PAGE_CSP = (
@@ -62,3 +64,22 @@ def install_csrf(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> tuple[str, int]:
         return render_template("error.html.j2", code=403, message=exc.description), 403
+
+
+# Bidirectional-text controls in crawled text can make "gnp.exe" read "exe.png" or reorder
+# a URL (T37: RTL override shown inert). Every value a template prints has them replaced
+# with a visible marker; the stored text is unchanged.
+BIDI_CONTROLS = dict.fromkeys(
+    [0x200E, 0x200F, 0x061C, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+_BIDI_RE = re.compile("[" + "".join(map(chr, BIDI_CONTROLS)) + "]")
+
+
+def show_bidi_controls(value: object) -> object:
+    """Jinja ``finalize``: strings (and Markup, kept safe) get visible ``[U+202E]`` markers."""
+    from markupsafe import Markup
+
+    if not isinstance(value, str) or not _BIDI_RE.search(value):
+        return value
+    replaced = _BIDI_RE.sub(lambda m: f"[U+{ord(m.group()):04X}]", str(value))
+    return Markup(replaced) if isinstance(value, Markup) else replaced
