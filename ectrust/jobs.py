@@ -10,8 +10,9 @@ workers) replaces ``_submit`` only: the row and ``run_audit_job`` stay as they a
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import select, update
@@ -26,18 +27,34 @@ from ectrust.config import Settings
 logger = logging.getLogger(__name__)
 WORKERS = 2  # crawls are heavy (a child process, maybe a browser); the machine is shared
 RENDER_CHOICES = ("auto", "never", "always")
-_pool: ThreadPoolExecutor | None = None
+_queue: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]]] = queue.Queue()
+_workers: list[threading.Thread] = []
+_lock = threading.Lock()
 
 
 class JobError(ValueError):
     pass
 
 
+def _worker() -> None:
+    while True:
+        fn, args = _queue.get()
+        try:
+            fn(*args)
+        finally:
+            _queue.task_done()
+
+
 def _submit(fn: Callable[..., Any], *args: Any) -> None:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="audit-job")
-    _pool.submit(fn, *args)
+    """Hand a job to the in-process workers. They are daemon threads: stopping the server
+    does not wait for a crawl to end (the crawl child dies with us, PR_SET_PDEATHSIG, and
+    the next start marks the job failed: ``fail_abandoned_jobs``)."""
+    with _lock:
+        while len(_workers) < WORKERS:
+            thread = threading.Thread(target=_worker, name="audit-job", daemon=True)
+            thread.start()
+            _workers.append(thread)
+    _queue.put((fn, args))
 
 
 def start_audit_job(

@@ -405,3 +405,24 @@ def test_users_command(env: Path) -> None:
         assert "pw-for-carol" not in carol.password_hash
         assert session.scalar(select(func.count(User.id))) == 1
     store.dispose()
+
+
+def test_behind_a_proxy_the_client_address_is_throttled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path)
+    store = Store(settings.db_url)
+    add_accounts(store)
+    for hops, expected in (("", "127.0.0.1"), ("1", "203.0.113.7")):
+        monkeypatch.setenv("ECTRUST_PROXY_HOPS", hops)
+        client = create_app(settings, store).test_client()
+        token = CSRF.search(client.get("/login").text).group(1)
+        client.post(
+            "/login",
+            data={"username": "eve", "password": "wrong-password", "csrf_token": token},
+            headers={"X-Forwarded-For": "203.0.113.7"},
+            environ_base={"REMOTE_ADDR": "127.0.0.1"},
+        )
+        with store.session(readonly=True) as session:
+            last = session.scalar(select(LoginAttempt).order_by(LoginAttempt.id.desc()))
+            assert last.address == expected

@@ -99,6 +99,13 @@ def create_app(
         "store": store or Store(settings.db_url),
         "today": today,
     }
+    hops = int(os.environ.get("ECTRUST_PROXY_HOPS") or 0)
+    if hops:
+        # Behind a TLS reverse proxy: the client address (login throttling) and scheme come
+        # from its X-Forwarded-* headers; only set this when such a proxy is really in front.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     security.install(app)
     auth.install(app)  # before CSRF: an anonymous request is refused as such
     security.install_csrf(app)
