@@ -1015,10 +1015,20 @@ def serve(
     """The web application: the evaluators' pages (login required; accounts with
     `ectrust users add`) and the public verification pages (/cert/<id>, /badge/<id>.svg,
     /list)."""
+    from audits.account_models import User
     from ectrust.web import serve as run_server
 
     settings = Settings.from_env()
-    open_store(settings).dispose()  # create or migrate the schema before serving
+    store = open_store(settings)  # create or migrate the schema before serving
+    with store.session(readonly=True) as session:
+        accounts = session.scalar(select(func.count(User.id)).where(User.active.is_(True)))
+    store.dispose()
+    if not accounts:
+        err.print(
+            "note: no accounts yet: create one with `ectrust users add NAME --role "
+            "administrator` to log in",
+            highlight=False,
+        )
     if not settings.badge_hosts:
         err.print(
             "note: ECTRUST_BADGE_HOSTS is not set; the audits will not recognise this "
