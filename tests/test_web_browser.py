@@ -237,6 +237,12 @@ def test_main_flows(web: WebApp, browser: Any, shots: Path, tmp_path: Path) -> N
     info.value.save_as(saved)
     doc = json.loads(saved.read_text(encoding="utf-8"))
     assert saved.suffix == ".json" and f'"audit_id": {audit_id}' in json.dumps(doc)
+    page.select_option("#site-report select[name=format]", "pdf")
+    with page.expect_download() as info:
+        page.click("#site-report button")
+    saved = tmp_path / info.value.suggested_filename
+    info.value.save_as(saved)
+    assert saved.suffix == ".pdf" and saved.read_bytes()[:5] == b"%PDF-"
 
     # The other main pages, for the screenshot review.
     for path, name in (
