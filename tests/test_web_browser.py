@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from audits.models import Audit, Finding, Site, Snapshot
+from audits.monitoring_models import Change
 from tests.web_support import (
     ADMIN,
     CSRF,
@@ -291,13 +292,37 @@ def test_hostile_markup_inert_t37_t38(web: WebApp, browser: Any, shots: Path) ->
     register(page, base, "hostile.example", HOSTILE_TITLE + TEMPLATE_PROBE + RTL)
     audit_id = audit_and_wait(page, base, "hostile.example")
     _inject_hostile_finding(web, audit_id)
+    # The dashboard shows crawled text too: a regression's title, and a badge sighting's
+    # page as the embedding site's Referer gave it (recorded by the real badge route).
+    with web.store.session() as session:
+        site_id = session.get(Audit, audit_id).site_id
+        session.add(
+            Change(
+                site_id=site_id,
+                audit_id=audit_id,
+                kind="regression",
+                rule_id="footer.privacy_link",
+                detail={
+                    "title": HOSTILE_TITLE + TEMPLATE_PROBE + RTL,
+                    "before": {"status": "pass"},
+                    "after": {"status": "fail"},
+                },
+            )
+        )
+    badge = page.request.get(
+        f"{base}/badge/ECT-2026-0099.svg",
+        headers={"Referer": "http://copycat.example/<script>alert(1)</script>{{7*7}}"},
+    )
+    assert badge.ok
 
+    dashboard_text = page.goto(f"{base}/").text()
+    assert "copycat.example" in dashboard_text and "footer.privacy_link" in dashboard_text
     for path, name in (
         (f"/audits/{audit_id}", "hostile-audit"),
         ("/sites/hostile.example", "hostile-site"),
         ("/findings", ""),
         ("/sites", ""),
-        ("/", None),
+        ("/", "hostile-dashboard"),
     ):
         resp = page.goto(f"{base}{path}")
         assert resp.status == 200
@@ -307,9 +332,9 @@ def test_hostile_markup_inert_t37_t38(web: WebApp, browser: Any, shots: Path) ->
         assert headers["referrer-policy"] == "no-referrer"
         assert headers["x-content-type-options"] == "nosniff"
         body_text = page.inner_text("body")
-        if name is not None:  # pages that show the crawled text (the dashboard does not)
-            assert TEMPLATE_PROBE in body_text  # shown, not evaluated
-            assert "<script>alert(1)</script>" in body_text
+        assert TEMPLATE_PROBE in body_text  # shown, not evaluated
+        assert "<script>alert(1)</script>" in body_text
+        assert RTL not in page.content()
         assert page.locator("a[href^='javascript:']").count() == 0
         assert page.locator("img[src=x], main script, script").count() == 0
         if name:
