@@ -426,3 +426,29 @@ def test_behind_a_proxy_the_client_address_is_throttled(
         with store.session(readonly=True) as session:
             last = session.scalar(select(LoginAttempt).order_by(LoginAttempt.id.desc()))
             assert last.address == expected
+
+
+def test_administrator_renews_with_a_reason(app: tuple[Flask, Store]) -> None:
+    flask_app, store = app
+    client = flask_app.test_client()
+    _login(client, ADMIN)
+    token = _token(client)
+    before = TODAY + timedelta(days=10)
+    no_reason = client.post("/certs/ECT-2026-0001/renew", data={"csrf_token": token})
+    assert no_reason.status_code == 303
+    bad_years = client.post(
+        "/certs/ECT-2026-0001/renew",
+        data={"csrf_token": token, "reason": "annual review", "years": "two"},
+    )
+    assert bad_years.status_code == 303
+    with store.session(readonly=True) as session:
+        cert = session.scalar(select(Certificate).where(Certificate.cert_id == "ECT-2026-0001"))
+        assert cert.valid_until == before and len(cert.events) == 1
+    client.post(
+        "/certs/ECT-2026-0001/renew",
+        data={"csrf_token": token, "reason": "annual review passed", "years": "1"},
+    )
+    with store.session(readonly=True) as session:
+        cert = session.scalar(select(Certificate).where(Certificate.cert_id == "ECT-2026-0001"))
+        assert cert.valid_until > before
+        assert (cert.events[-1].reason, cert.events[-1].actor) == ("annual review passed", "alice")

@@ -82,10 +82,10 @@ def change(cert_id: str, action: str) -> Any:
     reason = _reason()
     if reason is None:
         return back
-    extra: dict[str, Any] = {}
-    if action == "renew":
-        extra = {"today": today(), "years": int(request.form.get("years") or 1)}
     try:
+        extra: dict[str, Any] = {}
+        if action == "renew":
+            extra = {"today": today(), "years": int(request.form.get("years") or 1)}
         with store().session() as session:
             fn(session, cert_id, reason=reason, actor=current_user.username, **extra)
         flash(f"{cert_id}: {action} ✓")

@@ -5,7 +5,7 @@ the templates get no database objects."""
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -226,7 +226,7 @@ def job_view(session: Session, job: AuditJob) -> dict[str, Any]:
 def dashboard(store: Store, settings: Settings, today: date) -> dict[str, Any]:
     """What needs attention today."""
     plans = schedule_states(store, settings)
-    since = datetime.combine(today - timedelta(days=RECENT_DAYS), datetime.min.time())
+    since = datetime.combine(today - timedelta(days=RECENT_DAYS), time.min, tzinfo=UTC)
     with store.session(readonly=True) as session:
         regressions = [
             {
