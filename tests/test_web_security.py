@@ -452,3 +452,46 @@ def test_administrator_renews_with_a_reason(app: tuple[Flask, Store]) -> None:
         cert = session.scalar(select(Certificate).where(Certificate.cert_id == "ECT-2026-0001"))
         assert cert.valid_until > before
         assert (cert.events[-1].reason, cert.events[-1].actor) == ("annual review passed", "alice")
+
+
+def test_pages_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """Every page's queries on PostgreSQL too (the same flows as above, shorter)."""
+    settings = make_settings(tmp_path)
+    settings = type(settings)(db_url=pg_url, home=settings.home, badge_hosts=settings.badge_hosts)
+    store = Store(pg_url)
+    add_accounts(store)
+    with store.session() as session:
+        session.add(Site(domain="books.example", start_url="http://books.example/", industry="b"))
+    audit_id, finding_id = _audit_with_finding(store, "books.example", "fail")
+    with store.session() as session:
+        record_sighting(
+            session,
+            cert_id="ECT-2026-0001",
+            domain="copycat.example",
+            page="http://copycat.example/",
+            source="badge",
+            served="invalid",
+        )
+    client = create_app(settings, store, today=lambda: TODAY).test_client()
+    _login(client, ADMIN)
+    token = _token(client)
+    client.post(
+        f"/findings/{finding_id}/override",
+        data={"csrf_token": token, "status": "pass", "reason": "checked by hand"},
+    )
+    for path in (
+        "/",
+        "/sites",
+        "/sites?failing=1&due=1",
+        "/sites/books.example",
+        f"/audits/{audit_id}",
+        "/findings",
+        "/runs",
+        "/reports",
+        "/admin/users",
+    ):
+        resp = client.get(path)
+        assert resp.status_code == 200, path
+    assert "checked by hand" in client.get(f"/audits/{audit_id}").text
+    assert "copycat.example" in client.get("/").text
+    store.dispose()
