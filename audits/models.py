@@ -276,4 +276,5 @@ class EvidenceManifest(Base):
 
 # The monitoring tables (issue #7) live in their own module; import it so they are part of
 # Base.metadata wherever the models are (migrations, `alembic check`).
+from audits import account_models as _account_models  # noqa: E402, F401
 from audits import monitoring_models as _monitoring_models  # noqa: E402, F401

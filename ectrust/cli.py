@@ -1012,11 +1012,23 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
 ) -> None:
-    """The public verification pages (/cert/<id>, /badge/<id>.svg, /list)."""
+    """The web application: the evaluators' pages (login required; accounts with
+    `ectrust users add`) and the public verification pages (/cert/<id>, /badge/<id>.svg,
+    /list)."""
+    from audits.account_models import User
     from ectrust.web import serve as run_server
 
     settings = Settings.from_env()
-    open_store(settings).dispose()  # create or migrate the schema before serving
+    store = open_store(settings)  # create or migrate the schema before serving
+    with store.session(readonly=True) as session:
+        accounts = session.scalar(select(func.count(User.id)).where(User.active.is_(True)))
+    store.dispose()
+    if not accounts:
+        err.print(
+            "note: no accounts yet: create one with `ectrust users add NAME --role "
+            "administrator` to log in",
+            highlight=False,
+        )
     if not settings.badge_hosts:
         err.print(
             "note: ECTRUST_BADGE_HOSTS is not set; the audits will not recognise this "
@@ -1024,8 +1036,8 @@ def serve(
             highlight=False,
         )
     err.print(
-        f"serving on http://{host}:{port}/ (verification /cert/<id>, badge /badge/<id>.svg, "
-        "list /list); Ctrl-C stops",
+        f"serving on http://{host}:{port}/ (evaluators: log in at /login; public: "
+        "/cert/<id>, /badge/<id>.svg, /list); Ctrl-C stops",
         highlight=False,
     )
     try:
@@ -1296,3 +1308,65 @@ def schedule_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
             f"{last['status']} (audit {last['audit_id'] or '—'})" if last else "—",
         )
     out.print(table)
+
+
+# -- accounts of the web application (issue #9) -----------------------------------------
+users_app = typer.Typer(no_args_is_help=True, help="Accounts of the web application.")
+app.add_typer(users_app, name="users")
+
+
+class Role(StrEnum):
+    evaluator = "evaluator"
+    administrator = "administrator"
+
+
+def _new_password() -> str:
+    """Prompted twice, never echoed (or one line on standard input when not a terminal)."""
+    return typer.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+def _account_change(fn: Callable[..., Any], *args: Any) -> Any:
+    from audits.accounts import AccountError
+
+    store = open_store(Settings.from_env())
+    try:
+        with store.session() as session:
+            user = fn(session, *args)
+            return user.username, user.role
+    except AccountError as exc:
+        raise BadInput(str(exc)) from exc
+
+
+@users_app.command("add")
+@command
+def users_add(
+    username: str,
+    role: Annotated[Role, typer.Option("--role", help="evaluator or administrator.")] = (
+        Role.evaluator
+    ),
+) -> None:
+    """Create an account (asks for the password)."""
+    from audits.accounts import add_user
+
+    name, role_name = _account_change(add_user, username, _new_password(), role.value)
+    out.print(f"added {name} ({role_name})", highlight=False)
+
+
+@users_app.command("passwd")
+@command
+def users_passwd(username: str) -> None:
+    """Set a new password (asks for it); the account's open sessions end."""
+    from audits.accounts import set_password
+
+    name, _ = _account_change(set_password, username, _new_password())
+    out.print(f"password changed for {name}; open sessions ended", highlight=False)
+
+
+@users_app.command("disable")
+@command
+def users_disable(username: str) -> None:
+    """Disable an account; its open sessions end at once."""
+    from audits.accounts import disable_user
+
+    name, _ = _account_change(disable_user, username)
+    out.print(f"disabled {name}", highlight=False)
