@@ -161,9 +161,14 @@ def _record(
     job_key: str | None,
 ) -> int:
     with store.session() as session:
+        # Lock the site's row before inserting anything that references it: write_manifest
+        # locks it too, and taking it only there (after the audit's foreign key has taken a
+        # share lock on it) deadlocks two audits of one site recorded at once on PostgreSQL.
+        # Taken first, it queues them, and the job-key check below sees the earlier commit.
+        session.execute(select(Site.id).where(Site.id == site_id).with_for_update())
         if job_key is not None:
             earlier = session.get(AuditJob, job_key)
-            if earlier is not None:  # SQLite: writers are serialised, so this sees it
+            if earlier is not None:  # another run of this job recorded it first
                 logger.info("job %s already recorded audit %d", job_key, earlier.audit_id)
                 return earlier.audit_id
         audit = Audit(

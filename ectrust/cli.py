@@ -1296,7 +1296,15 @@ def schedule_run() -> None:
     settings = Settings.from_env()
     policy, alerts = _monitor_config(settings)
     store = open_store(settings)
-    monitor = Monitor(store, settings, policy, alerts)
+    from ectrust.jobs import scheduler_runner
+
+    runner = scheduler_runner(settings, policy)
+    monitor = Monitor(store, settings, policy, alerts, runner=runner)
+    if runner is not None:
+        err.print(
+            f"checks go to the workers on {runner.cfg.url} (queue {runner.cfg.namespace})",
+            highlight=False,
+        )
     try:
         monitor.start()
     except SchedulerBusy as exc:
@@ -1476,12 +1484,19 @@ def worker(
 ) -> None:
     """Run a distributed audit worker in the foreground (SIGTERM: finish the jobs in hand
     and stop)."""
+    import os
+    import sys
+
     from ectrust.jobs import check_broker, run_worker
 
     settings = Settings.from_env()
     cfg = BrokerConfig.from_env(broker)
     check_broker(cfg)
     open_store(settings).dispose()  # migrate once here, before the pool processes start
+    # Celery prints its banner on stdout; a worker's stdout carries nothing else, so all of
+    # its progress goes to stderr.
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     err.print(
         f"worker: broker {cfg.url} queue {cfg.namespace}, {concurrency} at once, "
         f"database {settings.db_url}",

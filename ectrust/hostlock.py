@@ -29,7 +29,9 @@ class HostLocks:
         self.hosts = sorted({h.lower() for h in hosts if h})
         self.lease_s = lease_s
         self._locks = [
-            Lock(client, f"{prefix}hostlock:{host}", timeout=lease_s, blocking=False)
+            # thread_local=False: the renewing thread must see the token the job's took
+            Lock(client, f"{prefix}hostlock:{host}", timeout=lease_s, blocking=False,
+                 thread_local=False)
             for host in self.hosts
         ]
         self._held: list[Lock] = []

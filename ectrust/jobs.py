@@ -48,7 +48,7 @@ from audits.db import Store
 from audits.judge import recorded_audit
 from audits.models import Site
 from audits.rulepack import RuleSet, load_rules
-from ectrust.config import BrokerConfig, BrokerError, Settings
+from ectrust.config import DEFAULT_BROKER, BrokerConfig, BrokerError, Settings
 from ectrust.hostlock import HostLocks
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,9 @@ def make_app(cfg: BrokerConfig) -> Celery:
         worker_hijack_root_logger=True,
     )
     app.ectrust_config = cfg  # type: ignore[attr-defined]
-    app.task(bind=True, name=TASK_NAME)(_audit_site)
+    # max_retries=None: a job whose host is busy waits its turn however long that takes
+    # (each lock's lease bounds how long a dead holder can keep it)
+    app.task(bind=True, name=TASK_NAME, max_retries=None)(_audit_site)
     return app
 
 
@@ -155,7 +157,7 @@ def _audit_site(
         delay = cfg.lock_retry_s * (1 + random.random())
         logger.info("%s is being crawled by another job; job %s retries in %.1fs",
                     ", ".join(locks.hosts), job_key, delay)
-        raise task.retry(countdown=delay, max_retries=None)
+        raise task.retry(countdown=delay)
     try:
         # Another delivery of this job may have finished while we waited for the host.
         done = recorded_audit(ctx.store, job_key)
@@ -268,3 +270,49 @@ def wait_for(
         or JobOutcome(j.job_id, j.domain, None, f"not finished within {timeout_s:g}s")
         for j in jobs
     ]
+
+
+class DistributedAuditRunner:
+    """The scheduler's runner (ectrust/scheduler.py ``Monitor``) when checks are distributed:
+    enqueue one job and wait for it, so the check's bookkeeping (changes, retries, digests)
+    stays with the scheduler while a worker audits. ``audit_time_limit_s`` covers waiting in
+    the queue too; a job not finished by then is revoked and the check retried later."""
+
+    def __init__(self, settings: Settings, policy: Any, cfg: BrokerConfig) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.cfg = cfg
+        self.app = make_app(cfg)
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "max_pages": self.policy.max_pages,
+            "connect_to": list(self.settings.connect_to),
+            "render": "auto",
+            "time_limit_s": max(1.0, self.policy.audit_time_limit_s * 0.8),
+            "scrapy_settings": {},
+        }
+
+    def __call__(self, domain: str) -> tuple[str, int | None, str]:
+        try:
+            (job,) = enqueue(self.app, [domain], self.options(), None)
+        except Exception as exc:  # broker down: the check fails and is retried later
+            return "failed", None, f"cannot enqueue the audit: {exc}"
+        logger.info("enqueued the check of %s as job %s", domain, job.job_id)
+        (outcome,) = wait_for(self.app, [job], timeout_s=self.policy.audit_time_limit_s)
+        if outcome.audit_id is not None:
+            return "done", outcome.audit_id, ""
+        if outcome.error.startswith("not finished"):
+            self.app.control.revoke(job.job_id)
+            return "timed_out", None, f"job {job.job_id}: {outcome.error}; revoked"
+        return "failed", None, f"job {job.job_id}: {outcome.error}"
+
+
+def scheduler_runner(settings: Settings, policy: Any) -> DistributedAuditRunner | None:
+    """The distributed runner when the deployment says so ($ECTRUST_BROKER, or
+    ``distributed = true`` in schedule.toml), else None (audit in child processes here)."""
+    if not (os.environ.get("ECTRUST_BROKER") or policy.distributed):
+        return None
+    cfg = BrokerConfig.from_env(default=DEFAULT_BROKER)
+    check_broker(cfg)
+    return DistributedAuditRunner(settings, policy, cfg)
