@@ -345,13 +345,14 @@ def test_two_workers_never_crawl_one_host_at_once(cli, redis_ns, workers, env):
         doc = cli.json("audit", "shared.test", "www.shared.test", "--distributed", "--json",
                        "--render", "never", "--connect-to", f"::127.0.0.1:{farm.port}",
                        "-s", "DOWNLOAD_DELAY=0")
-    assert [a["pages_fetched"] for a in doc["audits"]] == [5, 5]
+    pages = [a["pages_fetched"] for a in doc["audits"]]
+    assert pages[0] == pages[1] >= 5  # home, four products, and what discovery probes
     paths = [p for _, p in sorted(log)]
     robots = [i for i, p in enumerate(paths) if p == "/robots.txt"]
     assert len(robots) == 2, paths
     first, second = paths[robots[0] + 1 : robots[1]], paths[robots[1] + 1 :]
     # sequential crawls: the first crawl fetched all its pages before the second began
-    assert sorted(first) == sorted(second) and len(first) == 5, paths
+    assert sorted(first) == sorted(second) and len(first) >= 5, paths
 
 
 def test_broker_down_is_a_clear_error(cli, env, monkeypatch):
