@@ -158,7 +158,9 @@ def counts(url: str, domain: str) -> tuple[int, int, list[str]]:
     try:
         with store.session(readonly=True) as s:
             site_id = s.scalar(select(Site.id).where(Site.domain == domain))
-            audits = s.scalar(select(func.count()).select_from(Audit).where(Audit.site_id == site_id))
+            audits = s.scalar(
+                select(func.count()).select_from(Audit).where(Audit.site_id == site_id)
+            )
             jobs = s.scalar(
                 select(func.count()).select_from(AuditJob).where(AuditJob.site_id == site_id)
             )
