@@ -1399,6 +1399,13 @@ def _run_jobs(
                 f"stopped waiting; the job(s) stay queued and will run: "
                 f"{' '.join(j.job_id for j in jobs)}"
             ) from exc
+    for o in outcomes:
+        if o.interrupted:
+            err.print(
+                f"warning: {o.domain}: its worker was stopped mid-audit; audit {o.audit_id} "
+                "is partial (crawl interrupted)",
+                highlight=False,
+            )
     failures = [f"{o.domain} (job {o.job_id}): {o.error}" for o in outcomes if o.audit_id is None]
     return [o.audit_id for o in outcomes], failures
 

@@ -141,7 +141,7 @@ def _audit_site(
     task: Task, domain: str, options: dict[str, Any], rules: list[str] | None = None
 ) -> dict[str, Any]:
     """Audit one site: crawl and judge it through ``run_audits``, recorded once per job."""
-    from ectrust.pipeline import CrawlOptions, run_audits
+    from ectrust.pipeline import CrawlOptions, Interrupted, run_audits
 
     cfg: BrokerConfig = task.app.ectrust_config  # type: ignore[attr-defined]
     job_key = str(task.request.id)
@@ -165,17 +165,29 @@ def _audit_site(
             return {"audit_id": done, "domain": domain, "duplicate": True}
         logger.info("auditing %s (job %s)", domain, job_key)
         started = time.monotonic()
-        result = run_audits(
-            ctx.store,
-            ctx.settings,
-            [domain],
-            ctx.ruleset(rules),
-            CrawlOptions(**options),
-            job_keys={domain: job_key},
-        )
+        try:
+            audit_id = run_audits(
+                ctx.store,
+                ctx.settings,
+                [domain],
+                ctx.ruleset(rules),
+                CrawlOptions(**options),
+                job_keys={domain: job_key},
+            ).audit_ids[0]
+        except Interrupted:
+            # SIGTERM/SIGINT reached this process (a signal to the worker's whole process
+            # group; one to its main process alone lets the job finish). As in a local
+            # audit, what was crawled is judged and recorded as interrupted: that audit is
+            # the job's result, so the job is not run again.
+            audit_id = recorded_audit(ctx.store, job_key)
+            if audit_id is None:
+                raise
+            logger.warning("job %s (%s) stopped by a signal: audit %d is partial (interrupted)",
+                           job_key, domain, audit_id)
+            return {"audit_id": audit_id, "domain": domain, "duplicate": False,
+                    "interrupted": True}
     finally:
         locks.release()
-    audit_id = result.audit_ids[0]
     logger.info("audited %s: audit %d in %.1fs (job %s)",
                 domain, audit_id, time.monotonic() - started, job_key)
     return {"audit_id": audit_id, "domain": domain, "duplicate": False}
@@ -212,6 +224,7 @@ class JobOutcome:
     domain: str
     audit_id: int | None
     error: str = ""
+    interrupted: bool = False  # the worker was stopped mid-audit: the audit is partial
 
 
 def enqueue(
@@ -255,7 +268,12 @@ def wait_for(
         ):
             job = by_id[job_id]
             if meta.get("status") == "SUCCESS":
-                outcome = JobOutcome(job_id, job.domain, int(meta["result"]["audit_id"]))
+                outcome = JobOutcome(
+                    job_id,
+                    job.domain,
+                    int(meta["result"]["audit_id"]),
+                    interrupted=bool(meta["result"].get("interrupted")),
+                )
             else:
                 outcome = JobOutcome(
                     job_id, job.domain, None, f"{meta.get('status')}: {meta.get('result')!r}"

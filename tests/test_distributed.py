@@ -326,6 +326,39 @@ def test_killed_worker_job_is_finished_by_another(cli, db_url, redis_ns, workers
         store.dispose()
 
 
+def test_sigterm_lets_the_job_in_hand_finish(cli, redis_ns, workers, env):
+    root = env / "farm"
+    _write_shop(root, "term.test", 4)
+    seen: list[str] = []
+    with SiteFarm(root, on_request=lambda h, p: (seen.append(p), time.sleep(0.4))) as farm:
+        cli("sites", "add", "term.test", "--url", "http://term.test/")
+        w = workers(concurrency=1)
+        (job,) = cli.json("audit", "term.test", "--distributed", "--no-wait", "--json",
+                          "--render", "never", "--connect-to", f"::127.0.0.1:{farm.port}")["jobs"]
+        wait_until(lambda: len(seen) >= 2, 60, "the worker to be crawling")
+        w.proc.send_signal(signal.SIGTERM)  # the main process only: a warm shutdown
+        assert w.proc.wait(90) == 0
+        url = os.environ["ECTRUST_DB"]
+        assert counts(url, "term.test") == (1, 1, ["finished"])
+        assert "Warm shutdown" in w.text() and job["job_id"] in w.text()
+
+        # SIGTERM to the whole group (pool process and crawler too): the crawl stops early
+        # and is recorded as interrupted, as a local audit would; that is the job's result.
+        from ectrust.jobs import Job, make_app, wait_for
+
+        seen.clear()
+        w = workers(concurrency=1)
+        (job,) = cli.json("audit", "term.test", "--distributed", "--no-wait", "--json",
+                          "--render", "never", "--connect-to", f"::127.0.0.1:{farm.port}")["jobs"]
+        wait_until(lambda: len(seen) >= 2, 60, "the worker to be crawling")
+        os.killpg(w.proc.pid, signal.SIGTERM)
+        w.proc.wait(90)
+        (outcome,) = wait_for(make_app(BrokerConfig.from_env()),
+                              [Job(job["job_id"], "term.test")], timeout_s=30)
+    assert outcome.interrupted and outcome.audit_id is not None
+    assert counts(url, "term.test") == (2, 2, ["finished", "interrupted"])
+
+
 def test_two_workers_never_crawl_one_host_at_once(cli, redis_ns, workers, env):
     """Two sites served by one host, two idle workers: the host lock makes the second crawl
     wait until the first is over (seen from the server's side)."""
