@@ -15,10 +15,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from sqlalchemy import func, select
 
 from audits.db import Store
@@ -242,6 +244,38 @@ def test_duplicate_delivery_records_one_audit(cli, db_url, redis_ns, workers, en
         status, audit_id, error = runner("dup.test")
         assert (status, error) == ("done", "") and audit_id is not None
         assert counts(db_url, "dup.test")[:2] == (2, 2)
+
+
+def test_due_checks_run_on_the_workers(cli, redis_ns, workers, env):
+    """`audit --due --distributed`: the due checks are claimed here, audited by a worker,
+    and recorded as done with the worker's audit."""
+    from audits.monitoring_models import ScheduledCheck
+
+    (env / "sites.csv").write_text(
+        "domain,name,start_url,industry,status,certificate_id,badge,valid_from,valid_until\n"
+        "books.example,Books,http://books.example/,books,certified,ECT-2024-0001,red,"
+        "2024-03-01,2027-02-28\n",
+        encoding="utf-8",
+    )
+    with SiteFarm(DEMO_SITES) as farm:
+        cli("sites", "import", "sites.csv")
+        workers(concurrency=1)
+        args = ["--due", "--distributed", "--json", *FAST,
+                "--connect-to", f"::127.0.0.1:{farm.port}"]
+        assert cli.json("audit", *args) == {"audits": []}  # just registered: not due yet
+        # a red certificate is checked every 30 days (the worker keeps the real clock)
+        with time_machine.travel(datetime.now(UTC) + timedelta(days=31), tick=True):
+            (audit,) = cli.json("audit", *args)["audits"]
+            assert audit["domain"] == "books.example" and audit["pages_fetched"] > 1
+            assert cli.json("audit", *args) == {"audits": []}  # checked: not due any more
+    store = Store(os.environ["ECTRUST_DB"])
+    try:
+        with store.session(readonly=True) as s:
+            (check,) = s.scalars(select(ScheduledCheck)).all()
+            assert (check.status, check.audit_id) == ("done", audit["audit_id"])
+            assert s.scalar(select(AuditJob.audit_id)) == audit["audit_id"]
+    finally:
+        store.dispose()
 
 
 def test_same_job_key_judged_twice_keeps_one_audit(db_url, env):
