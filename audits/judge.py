@@ -132,8 +132,9 @@ def judge_crawl(
         return _record(store, crawl_id, site_id, kind, ruleset, evaluation, view,
                        crawl_started if kind == "audit" else started, job_key)
     except IntegrityError:
-        # Two deliveries of one job recording at the same moment (PostgreSQL): the other
-        # one's key committed first, so this audit rolled back whole.
+        # The job's key was committed by another run between our check and our insert (the
+        # site lock in _record normally queues them, so this is the last line): this audit
+        # rolled back whole, and the job keeps the other run's.
         recorded = recorded_audit(store, job_key) if job_key else None
         if recorded is None:
             raise

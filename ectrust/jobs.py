@@ -108,6 +108,8 @@ class _WorkerContext:
     rulesets: dict[tuple[str, ...] | None, RuleSet] = field(default_factory=dict)
 
     def ruleset(self, packs: list[str] | None) -> RuleSet:
+        """Loaded once per process (about a second each time): restart the workers after
+        changing the rule packs."""
         key = tuple(packs) if packs else None
         if key not in self.rulesets:
             self.rulesets[key] = load_rules(pack_ids=list(key) if key else None)
