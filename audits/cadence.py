@@ -45,7 +45,7 @@ class Policy:
     lease_seconds: float = 120  # the scheduler lease; a dead scheduler's lease expires
     digest_minutes: float = 10  # changes are gathered into one alert digest this often
     workers: int = 2  # audits at once
-    # enqueue each check for `ectrust worker`s (ectrust/jobs.py) instead of auditing here;
+    # enqueue each check for `ectrust worker`s (ectrust/distributed.py) instead of auditing here;
     # also on when $ECTRUST_BROKER is set. The broker is $ECTRUST_BROKER, else local Redis.
     distributed: bool = False
 

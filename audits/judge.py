@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from audits.db import Store
 from audits.engine import Evaluation, evaluate
 from audits.evidence import BlobStore, EvidenceError
-from audits.job_models import AuditJob
+from audits.job_receipts import JobReceipt
 from audits.manifest import write_manifest
 from audits.models import (
     Audit,
@@ -118,7 +118,7 @@ def judge_crawl(
 
     Reading and evaluating happen outside any write transaction, so on SQLite the crawl's
     writer is never kept waiting while rules run. With ``job_key`` (a distributed job,
-    audits/job_models.py) the key is stored in the transaction that records the audit; when
+    audits/job_receipts.py) the key is stored in the transaction that records the audit; when
     the job already recorded one, nothing is added and that audit's id is returned."""
     started = utcnow()
     with store.session(readonly=True) as session:
@@ -146,7 +146,7 @@ def judge_crawl(
 def recorded_audit(store: Store, job_key: str) -> int | None:
     """The audit a distributed job recorded, if it did."""
     with store.session(readonly=True) as session:
-        row = session.get(AuditJob, job_key)
+        row = session.get(JobReceipt, job_key)
         return row.audit_id if row is not None else None
 
 
@@ -168,7 +168,7 @@ def _record(
         # Taken first, it queues them, and the job-key check below sees the earlier commit.
         session.execute(select(Site.id).where(Site.id == site_id).with_for_update())
         if job_key is not None:
-            earlier = session.get(AuditJob, job_key)
+            earlier = session.get(JobReceipt, job_key)
             if earlier is not None:  # another run of this job recorded it first
                 logger.info("job %s already recorded audit %d", job_key, earlier.audit_id)
                 return earlier.audit_id
@@ -203,7 +203,7 @@ def _record(
         audit.finished_at = utcnow()
         write_manifest(session, audit)  # same transaction: no audit without its manifest
         if job_key is not None:  # same transaction: one audit per job (PRIMARY KEY job_key)
-            session.add(AuditJob(job_key=job_key, audit_id=audit.id, site_id=site_id))
+            session.add(JobReceipt(job_key=job_key, audit_id=audit.id, site_id=site_id))
             session.flush()
         return audit.id
 

@@ -277,5 +277,5 @@ class EvidenceManifest(Base):
 # The monitoring tables (issue #7) and the distributed job keys (issue #10) live in their own
 # modules; import them so they are part of Base.metadata wherever the models are
 # (migrations, `alembic check`).
-from audits import job_models as _job_models  # noqa: E402, F401
+from audits import job_receipts as _job_receipts  # noqa: E402, F401
 from audits import monitoring_models as _monitoring_models  # noqa: E402, F401

@@ -1296,7 +1296,7 @@ def schedule_run() -> None:
     settings = Settings.from_env()
     policy, alerts = _monitor_config(settings)
     store = open_store(settings)
-    from ectrust.jobs import scheduler_runner
+    from ectrust.distributed import scheduler_runner
 
     runner = scheduler_runner(settings, policy)
     monitor = Monitor(store, settings, policy, alerts, runner=runner)
@@ -1369,7 +1369,7 @@ def _run_jobs(
 ) -> tuple[list[int | None], list[str]]:
     """Enqueue one job per site and wait, showing progress on stderr. Returns the audit ids
     in the order given (None for a failed job) and the failures' messages."""
-    from ectrust.jobs import enqueue, wait_for, workers_answering
+    from ectrust.distributed import enqueue, wait_for, workers_answering
 
     jobs = enqueue(app_, domains, job_options, rules)
     if not workers_answering(app_):
@@ -1425,9 +1425,9 @@ def _audit_distributed(
     fail_on: FailOn | None,
 ) -> None:
     """``audit --distributed``: the same selection and output as a local audit; the crawling
-    and judging happen on the workers (ectrust/jobs.py)."""
+    and judging happen on the workers (ectrust/distributed.py)."""
     from crawler.netpolicy import parse_connect_to
-    from ectrust.jobs import check_broker, enqueue, make_app
+    from ectrust.distributed import check_broker, enqueue, make_app
 
     if due and no_wait:
         raise BadInput("--due waits for its audits (the scheduled checks record them)")
@@ -1494,7 +1494,7 @@ def worker(
     import os
     import sys
 
-    from ectrust.jobs import check_broker, run_worker
+    from ectrust.distributed import check_broker, run_worker
 
     settings = Settings.from_env()
     cfg = BrokerConfig.from_env(broker)

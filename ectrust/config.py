@@ -56,7 +56,7 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
 
 @dataclass(frozen=True)
 class BrokerConfig:
-    """Where the distributed audit jobs go (ectrust/jobs.py lists the variables)."""
+    """Where the distributed audit jobs go (ectrust/distributed.py lists the variables)."""
 
     url: str
     namespace: str = "ectrust"

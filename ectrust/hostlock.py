@@ -5,7 +5,7 @@ and extended by Lua scripts that check the token) with a lease: a holder renews 
 third of the lease while its crawl runs, and a holder that dies (SIGKILL, power loss) stops
 renewing, so the lease runs out and another worker can take the host. Taking the locks never
 blocks: a job that cannot have its host gives its worker slot back and is retried later
-(ectrust/jobs.py).
+(ectrust/distributed.py).
 """
 
 from __future__ import annotations

@@ -231,7 +231,7 @@ def run_audits(
 ) -> AuditRunResult:
     """Crawl and judge the named sites; returns the new audit ids in the order given.
 
-    ``job_keys`` (domain -> key): the run is a distributed job (ectrust/jobs.py); each audit
+    ``job_keys`` (domain -> key): the run is a distributed job (ectrust/distributed.py); each audit
     is recorded under its job's key, once per key (audits/judge.py)."""
     parse_connect_to(options.connect_to)  # bad specs fail before anything is written
     blobs = BlobStore(settings.home)

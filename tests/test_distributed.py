@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from audits.db import Store
 from audits.evidence import BlobStore
-from audits.job_models import AuditJob
+from audits.job_receipts import JobReceipt
 from audits.judge import judge_crawl
 from audits.models import Audit, Crawl, Site
 from audits.rulepack import load_rules
@@ -155,7 +155,7 @@ def findings_by_domain(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def counts(url: str, domain: str) -> tuple[int, int, list[str]]:
-    """(audits, audit_jobs, crawl statuses) of one site."""
+    """(audits, job_receipts, crawl statuses) of one site."""
     store = Store(url)
     try:
         with store.session(readonly=True) as s:
@@ -164,7 +164,7 @@ def counts(url: str, domain: str) -> tuple[int, int, list[str]]:
                 select(func.count()).select_from(Audit).where(Audit.site_id == site_id)
             )
             jobs = s.scalar(
-                select(func.count()).select_from(AuditJob).where(AuditJob.site_id == site_id)
+                select(func.count()).select_from(JobReceipt).where(JobReceipt.site_id == site_id)
             )
             crawls = list(s.scalars(select(Crawl.status).where(Crawl.site_id == site_id)
                                     .order_by(Crawl.id)))
@@ -190,7 +190,7 @@ def test_distributed_audit_gives_the_local_findings(cli, db_url, redis_ns, worke
     store = Store(db_url)
     try:
         with store.session(readonly=True) as s:
-            jobs = s.scalars(select(AuditJob)).all()
+            jobs = s.scalars(select(JobReceipt)).all()
         assert sorted(j.audit_id for j in jobs) == sorted(a["audit_id"] for a in dist["audits"])
     finally:
         store.dispose()
@@ -212,7 +212,7 @@ def _write_shop(root: Path, host: str, pages: int) -> None:
 
 
 def test_duplicate_delivery_records_one_audit(cli, db_url, redis_ns, workers, env):
-    from ectrust.jobs import DistributedAuditRunner, make_app
+    from ectrust.distributed import DistributedAuditRunner, make_app
 
     root = env / "farm"
     _write_shop(root, "www.dup.test", 4)
@@ -273,7 +273,7 @@ def test_due_checks_run_on_the_workers(cli, redis_ns, workers, env):
         with store.session(readonly=True) as s:
             (check,) = s.scalars(select(ScheduledCheck)).all()
             assert (check.status, check.audit_id) == ("done", audit["audit_id"])
-            assert s.scalar(select(AuditJob.audit_id)) == audit["audit_id"]
+            assert s.scalar(select(JobReceipt.audit_id)) == audit["audit_id"]
     finally:
         store.dispose()
 
@@ -310,7 +310,7 @@ def test_same_job_key_judged_twice_keeps_one_audit(db_url, env):
         assert len(results) == 4 and len(set(results)) == 1
         with store.session(readonly=True) as s:
             assert s.scalar(select(func.count()).select_from(Audit)) == 1
-            job = s.get(AuditJob, "job-1")
+            job = s.get(JobReceipt, "job-1")
             assert job is not None and job.audit_id == results[0]
         # a different key records its own audit
         other = judge_crawl(store, crawl_ids[0], ruleset, blobs, (), job_key="job-2")
@@ -340,7 +340,7 @@ def test_killed_worker_job_is_finished_by_another(cli, db_url, redis_ns, workers
         try:
             def recorded() -> Any:
                 with store.session(readonly=True) as s:
-                    return s.get(AuditJob, job["job_id"])
+                    return s.get(JobReceipt, job["job_id"])
 
             row = wait_until(recorded, 90, "the job to be finished by the second worker")
         finally:
@@ -378,7 +378,7 @@ def test_sigterm_lets_the_job_in_hand_finish(cli, redis_ns, workers, env):
 
         # SIGTERM to the whole group (pool process and crawler too): the crawl stops early
         # and is recorded as interrupted, as a local audit would; that is the job's result.
-        from ectrust.jobs import Job, make_app, wait_for
+        from ectrust.distributed import Job, make_app, wait_for
 
         seen.clear()
         w = workers(concurrency=1)
@@ -441,7 +441,7 @@ def test_broker_down_is_a_clear_error(cli, env, monkeypatch):
 
 def test_schedule_configuration_selects_the_distributed_runner(env, monkeypatch):
     from audits.cadence import CadenceConfigError, Policy
-    from ectrust.jobs import DistributedAuditRunner, scheduler_runner
+    from ectrust.distributed import DistributedAuditRunner, scheduler_runner
 
     home = env / "home"
     home.mkdir(exist_ok=True)

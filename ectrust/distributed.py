@@ -14,7 +14,7 @@ coordination inside a site; each job runs the ordinary pipeline (ectrust/pipelin
 
 Delivery is at least once, so a job may run twice; results are idempotent: the job's key (its
 Celery task id) is stored with its audit in one transaction under a unique key (audits/
-job_models.py), and a job whose key is already recorded returns that audit without crawling.
+job_receipts.py), and a job whose key is already recorded returns that audit without crawling.
 Politeness holds across workers through a Redis lock per host (ectrust/hostlock.py).
 
 Configuration (environment; the CLI's ``--broker`` overrides the URL):
