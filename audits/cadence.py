@@ -45,6 +45,9 @@ class Policy:
     lease_seconds: float = 120  # the scheduler lease; a dead scheduler's lease expires
     digest_minutes: float = 10  # changes are gathered into one alert digest this often
     workers: int = 2  # audits at once
+    # enqueue each check for `ectrust worker`s (ectrust/distributed.py) instead of auditing here;
+    # also on when $ECTRUST_BROKER is set. The broker is $ECTRUST_BROKER, else local Redis.
+    distributed: bool = False
 
     def interval(self, tier: str | None, status: str) -> timedelta | None:
         """None: checked on demand only (applicants, revoked or expired certificates)."""
@@ -72,6 +75,13 @@ class Policy:
                 raise CadenceConfigError(
                     f"{path}: [schedule] {key}: unknown setting (known: {', '.join(known)})"
                 )
+            if key == "distributed":
+                if not isinstance(value, bool):
+                    raise CadenceConfigError(
+                        f"{path}: [schedule] {key} = {value!r}: expected true or false"
+                    )
+                values[key] = value
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise CadenceConfigError(
                     f"{path}: [schedule] {key} = {value!r}: expected a number > 0"

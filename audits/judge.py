@@ -6,15 +6,18 @@ and the registry, so ``reaudit`` can re-judge last month's crawls with new rules
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from audits.db import Store
-from audits.engine import evaluate
+from audits.engine import Evaluation, evaluate
 from audits.evidence import BlobStore, EvidenceError
+from audits.job_receipts import JobReceipt
 from audits.manifest import write_manifest
 from audits.models import (
     Audit,
@@ -29,6 +32,8 @@ from audits.models import (
 from audits.pages import CertificateInfo, Page, SiteView
 from audits.rulepack import RuleSet
 from audits.screenshots import link_screenshots
+
+logger = logging.getLogger(__name__)
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -107,11 +112,14 @@ def judge_crawl(
     badge_hosts: tuple[str, ...],
     *,
     kind: str = "audit",
+    job_key: str | None = None,
 ) -> int:
     """Judge one stored crawl and append the audit; returns the audit id.
 
     Reading and evaluating happen outside any write transaction, so on SQLite the crawl's
-    writer is never kept waiting while rules run."""
+    writer is never kept waiting while rules run. With ``job_key`` (a distributed job,
+    audits/job_receipts.py) the key is stored in the transaction that records the audit; when
+    the job already recorded one, nothing is added and that audit's id is returned."""
     started = utcnow()
     with store.session(readonly=True) as session:
         crawl = session.get(Crawl, crawl_id, options=[selectinload(Crawl.site)])
@@ -120,13 +128,56 @@ def judge_crawl(
         view = site_view(session, crawl, blobs, badge_hosts)
         status, site_id, crawl_started = crawl.status, crawl.site_id, crawl.started_at
     evaluation = evaluate(view, ruleset, incomplete=status if status in INCOMPLETE_CRAWLS else None)
+    try:
+        return _record(store, crawl_id, site_id, kind, ruleset, evaluation, view,
+                       crawl_started if kind == "audit" else started, job_key)
+    except IntegrityError:
+        # The job's key was committed by another run between our check and our insert (the
+        # site lock in _record normally queues them, so this is the last line): this audit
+        # rolled back whole, and the job keeps the other run's.
+        recorded = recorded_audit(store, job_key) if job_key else None
+        if recorded is None:
+            raise
+        logger.info("job %s already recorded audit %d; this run's audit dropped",
+                    job_key, recorded)
+        return recorded
+
+
+def recorded_audit(store: Store, job_key: str) -> int | None:
+    """The audit a distributed job recorded, if it did."""
+    with store.session(readonly=True) as session:
+        row = session.get(JobReceipt, job_key)
+        return row.audit_id if row is not None else None
+
+
+def _record(
+    store: Store,
+    crawl_id: int,
+    site_id: int,
+    kind: str,
+    ruleset: RuleSet,
+    evaluation: Evaluation,
+    view: SiteView,
+    started_at: datetime,
+    job_key: str | None,
+) -> int:
     with store.session() as session:
+        # Lock the site's row before inserting anything that references it: write_manifest
+        # locks it too, and taking it only there (after the audit's foreign key has taken a
+        # share lock on it) deadlocks two audits of one site recorded at once on PostgreSQL.
+        # Taken first, it queues them, and the job-key check below sees the earlier commit.
+        session.execute(select(Site.id).where(Site.id == site_id).with_for_update())
+        if job_key is not None:
+            earlier = session.get(JobReceipt, job_key)
+            if earlier is not None:  # another run of this job recorded it first
+                logger.info("job %s already recorded audit %d", job_key, earlier.audit_id)
+                return earlier.audit_id
         audit = Audit(
             crawl_id=crawl_id,
             site_id=site_id,
             kind=kind,
             packs=ruleset.describe(),
-            started_at=crawl_started if kind == "audit" else started,
+            started_at=started_at,
             score=evaluation.score,
             reachable=evaluation.reachable,
             summary=evaluation.summary,
@@ -151,6 +202,9 @@ def judge_crawl(
         )
         audit.finished_at = utcnow()
         write_manifest(session, audit)  # same transaction: no audit without its manifest
+        if job_key is not None:  # same transaction: one audit per job (PRIMARY KEY job_key)
+            session.add(JobReceipt(job_key=job_key, audit_id=audit.id, site_id=site_id))
+            session.flush()
         return audit.id
 
 

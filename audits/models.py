@@ -274,7 +274,9 @@ class EvidenceManifest(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-# The monitoring tables (issue #7) live in their own module; import it so they are part of
-# Base.metadata wherever the models are (migrations, `alembic check`).
+# The monitoring tables (issue #7), the web application's accounts and audit jobs (issue #9)
+# and the distributed job receipts (issue #10) live in their own modules; import them so they
+# are part of Base.metadata wherever the models are (migrations, `alembic check`).
 from audits import account_models as _account_models  # noqa: E402, F401
+from audits import job_receipts as _job_receipts  # noqa: E402, F401
 from audits import monitoring_models as _monitoring_models  # noqa: E402, F401

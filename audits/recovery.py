@@ -9,7 +9,8 @@ else can be half-done. ``reconcile`` runs before each audit run:
 - a ``running`` crawl whose runner process is gone (same host: the pid is dead or reused;
   another host: older than ``stale_after``) becomes ``crashed``, with the pages it stored;
 - a crawl that is finished, crashed, timed out or interrupted but has no audit is judged now,
-  so the work the killed run did is not lost;
+  so the work the killed run did is not lost; except a distributed job's crawl (``options
+  ["job"]``): the queue delivers that job again and its new run records the job's one audit;
 - a ``*.tmp`` evidence file whose writer process is gone is removed.
 """
 
@@ -129,7 +130,8 @@ def reconcile(
         # Only crawls whose runner is gone: a live run judges its own crawls (a crawl is
         # marked finished a moment before its runner judges it).
         unjudged = [cid for cid, options, started in rows
-                    if not _alive((options or {}).get("runner"), started, now, stale_after)]
+                    if not (options or {}).get("job")
+                    and not _alive((options or {}).get("runner"), started, now, stale_after)]
         for crawl_id in unjudged:
             result.judged.append(judge(crawl_id))
         if unjudged:

@@ -30,7 +30,7 @@ from audits.policy import PolicyInputError
 from audits.registry import RegistryError, add_site, import_rows, read_csv, site_record
 from audits.rulepack import RuleFileError, load_rules
 from crawler.netpolicy import ConnectToError
-from ectrust.config import Settings
+from ectrust.config import BrokerConfig, BrokerConfigError, BrokerError, Settings
 from ectrust.console import STATUS_STYLE, err, out, print_json, setup_logging
 from ectrust.pipeline import Interrupted
 
@@ -72,8 +72,10 @@ def command(fn: F) -> F:
             for problem in exc.problems:
                 err.print(f"[bold red]error:[/] {problem}", highlight=False)
             raise typer.Exit(2) from exc
-        except (BadInput, ConnectToError, PolicyInputError) as exc:
+        except (BadInput, ConnectToError, PolicyInputError, BrokerConfigError) as exc:
             raise fail(str(exc), 2) from exc
+        except BrokerError as exc:
+            raise fail(str(exc), 3) from exc
         except DatabaseError as exc:
             raise fail(str(exc), 3) from exc
         except Interrupted as exc:
@@ -252,6 +254,12 @@ def _documents(store: Store, audit_ids: list[int], lang: str) -> list[dict[str, 
         return [audit_document(session, session.get(Audit, i), lang) for i in audit_ids]
 
 
+BrokerOption = Annotated[
+    str | None,
+    typer.Option("--broker", metavar="URL", help="Redis broker URL (default $ECTRUST_BROKER)."),
+]
+
+
 @app.command()
 @command
 def audit(
@@ -293,11 +301,38 @@ def audit(
     time_limit: Annotated[
         float | None, typer.Option(help="Hard limit for the whole crawl, seconds.")
     ] = None,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            "--distributed", help="One job per site for `ectrust worker`s ($ECTRUST_BROKER)."
+        ),
+    ] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="With --distributed: print the job ids and exit.")
+    ] = False,
+    broker: BrokerOption = None,
 ) -> None:
     """Crawl and audit sites."""
     from ectrust.pipeline import CrawlOptions, run_audits
 
     settings = Settings.from_env()
+    if no_wait and not distributed:
+        raise BadInput("--no-wait goes with --distributed")
+    if distributed:
+        if bool(domains) + all_sites + due != 1:
+            raise BadInput("name the domains to audit, or give --all or --due (only one of them)")
+        job_options = {
+            "max_pages": max_pages,
+            "connect_to": [*settings.connect_to, *(connect_to or [])],
+            "render": render.value,
+            "time_limit_s": time_limit,
+            "scrapy_settings": _scrapy_overrides(setting or []),
+        }
+        _audit_distributed(
+            settings, domains or [], all_sites, due, job_options, rules, broker,
+            no_wait=no_wait, as_json=as_json, lang=lang.value, fail_on=fail_on,
+        )
+        return
     if render is not Render.never:
         from crawler.render import browser_problem
 
@@ -1210,9 +1245,7 @@ def _audit_due(
 ) -> None:
     """``audit --due``: what the scheduler would run now, in this process."""
     from ectrust.pipeline import CrawlOptions, run_audits
-    from ectrust.scheduler import run_due, utcnow
 
-    policy, alerts = _monitor_config(settings)
     options = CrawlOptions(
         max_pages=max_pages,
         connect_to=specs,
@@ -1230,6 +1263,22 @@ def _audit_due(
 
         return run_audits(store, settings, domains, ruleset, options, on_progress).audit_ids
 
+    _run_due(store, settings, as_json, lang, fail_on, audit_sites)
+
+
+def _run_due(
+    store: Store,
+    settings: Settings,
+    as_json: bool,
+    lang: str,
+    fail_on: FailOn | None,
+    audit_sites: Callable[[list[str]], list[int]],
+) -> None:
+    """Claim the due checks, audit them with ``audit_sites`` (here or on the workers), store
+    the changes, send the digest, print the audits."""
+    from ectrust.scheduler import run_due, utcnow
+
+    policy, alerts = _monitor_config(settings)
     audit_ids, outcomes, sent = run_due(store, settings, policy, alerts, audit_sites, utcnow())
     if not audit_ids:
         err.print("nothing is due", highlight=False)
@@ -1259,7 +1308,15 @@ def schedule_run() -> None:
     settings = Settings.from_env()
     policy, alerts = _monitor_config(settings)
     store = open_store(settings)
-    monitor = Monitor(store, settings, policy, alerts)
+    from ectrust.distributed import scheduler_runner
+
+    runner = scheduler_runner(settings, policy)
+    monitor = Monitor(store, settings, policy, alerts, runner=runner)
+    if runner is not None:
+        err.print(
+            f"checks go to the workers on {runner.cfg.url} (queue {runner.cfg.namespace})",
+            highlight=False,
+        )
     try:
         monitor.start()
     except SchedulerBusy as exc:
@@ -1370,3 +1427,160 @@ def users_disable(username: str) -> None:
 
     name, _ = _account_change(disable_user, username)
     out.print(f"disabled {name}", highlight=False)
+
+
+# -- distributed audits (issue #10) --------------------------------------------------------
+class JobsFailed(Exception):
+    """Some distributed jobs ended without an audit (exit status 3)."""
+
+
+def _run_jobs(
+    app_: Any,
+    domains: list[str],
+    job_options: dict[str, Any],
+    rules: list[str] | None,
+    timeout_s: float | None = None,
+) -> tuple[list[int | None], list[str]]:
+    """Enqueue one job per site and wait, showing progress on stderr. Returns the audit ids
+    in the order given (None for a failed job) and the failures' messages."""
+    from ectrust.distributed import enqueue, wait_for, workers_answering
+
+    jobs = enqueue(app_, domains, job_options, rules)
+    if not workers_answering(app_):
+        err.print(
+            f"no worker answered: the {len(jobs)} job(s) wait in the queue until one runs "
+            "(`ectrust worker`)",
+            highlight=False,
+        )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"{len(jobs)} job(s) queued", total=len(jobs))
+
+        def on_done(outcome: Any) -> None:
+            progress.advance(task)
+            progress.update(task, description=f"audited {outcome.domain}")
+
+        try:
+            outcomes = wait_for(app_, jobs, on_done, timeout_s)
+        except KeyboardInterrupt as exc:
+            raise Interrupted(
+                f"stopped waiting; the job(s) stay queued and will run: "
+                f"{' '.join(j.job_id for j in jobs)}"
+            ) from exc
+    for o in outcomes:
+        if o.interrupted:
+            err.print(
+                f"warning: {o.domain}: its worker was stopped mid-audit; audit {o.audit_id} "
+                "is partial (crawl interrupted)",
+                highlight=False,
+            )
+    failures = [f"{o.domain} (job {o.job_id}): {o.error}" for o in outcomes if o.audit_id is None]
+    return [o.audit_id for o in outcomes], failures
+
+
+def _audit_distributed(
+    settings: Settings,
+    domains: list[str],
+    all_sites: bool,
+    due: bool,
+    job_options: dict[str, Any],
+    rules: list[str] | None,
+    broker: str | None,
+    *,
+    no_wait: bool,
+    as_json: bool,
+    lang: str,
+    fail_on: FailOn | None,
+) -> None:
+    """``audit --distributed``: the same selection and output as a local audit; the crawling
+    and judging happen on the workers (ectrust/distributed.py)."""
+    from crawler.netpolicy import parse_connect_to
+    from ectrust.distributed import check_broker, enqueue, make_app
+
+    if due and no_wait:
+        raise BadInput("--due waits for its audits (the scheduled checks record them)")
+    cfg = BrokerConfig.from_env(broker)
+    parse_connect_to(job_options["connect_to"])  # bad input fails here, not on every worker
+    load_rules(pack_ids=rules)
+    store = open_store(settings)
+    with store.session() as session:
+        known = set(session.scalars(select(Site.domain).where(Site.registered.is_(True))))
+    wanted = sorted(known) if all_sites else [d.strip().lower() for d in domains]
+    unknown = [d for d in wanted if d not in known]
+    if unknown:
+        raise BadInput(f"not registered: {', '.join(unknown)} (add with `ectrust sites add`)")
+    if not wanted and not due:
+        raise BadInput("the registry is empty: add sites first (`ectrust sites import`)")
+    check_broker(cfg)
+    app_ = make_app(cfg)
+    if no_wait:
+        jobs = enqueue(app_, wanted, job_options, rules)
+        if as_json:
+            print_json({"jobs": [{"job_id": j.job_id, "domain": j.domain} for j in jobs]})
+        else:
+            for j in jobs:
+                out.print(f"{j.job_id} {j.domain}", highlight=False)
+        return
+
+    if due:
+        def audit_sites(due_domains: list[str]) -> list[int]:
+            err.print(f"due now: {', '.join(due_domains)}", highlight=False)
+            ids, failures = _run_jobs(app_, due_domains, job_options, rules)
+            if failures:
+                raise JobsFailed("; ".join(failures))
+            return [i for i in ids if i is not None]
+
+        try:
+            _run_due(store, settings, as_json, lang, fail_on, audit_sites)
+        except JobsFailed as exc:
+            raise fail(f"distributed audit failed: {exc}", 3) from exc
+        return
+
+    ids, failures = _run_jobs(app_, wanted, job_options, rules)
+    docs = _documents(store, [i for i in ids if i is not None], lang)
+    if as_json:
+        print_json({"audits": docs})
+    else:
+        _print_audits(docs)
+    for problem in failures:
+        err.print(f"[bold red]error:[/] {problem}", highlight=False)
+    if failures:
+        raise typer.Exit(3)
+    _exit_for(docs, fail_on)
+
+
+@app.command()
+@command
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="Sites audited at once by this worker.")
+    ] = 2,
+    broker: BrokerOption = None,
+) -> None:
+    """Run a distributed audit worker in the foreground (SIGTERM: finish the jobs in hand
+    and stop)."""
+    import os
+    import sys
+
+    from ectrust.distributed import check_broker, run_worker
+
+    settings = Settings.from_env()
+    cfg = BrokerConfig.from_env(broker)
+    check_broker(cfg)
+    open_store(settings).dispose()  # migrate once here, before the pool processes start
+    # Celery prints its banner on stdout; a worker's stdout carries nothing else, so all of
+    # its progress goes to stderr.
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    err.print(
+        f"worker: broker {cfg.url} queue {cfg.namespace}, {concurrency} at once, "
+        f"database {settings.db_url}",
+        highlight=False,
+    )
+    run_worker(cfg, concurrency)

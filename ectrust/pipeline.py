@@ -192,9 +192,11 @@ def start_crawls(
     sites: list[Site],
     options: CrawlOptions,
     start_urls: dict[str, str] | None = None,
+    job_keys: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """``start_urls`` (domain -> URL) overrides a site's registered start URL (``badge
-    check`` starts from the page it was given)."""
+    check`` starts from the page it was given); ``job_keys`` (domain -> key) marks the crawls
+    of distributed jobs (audits/recovery.py leaves those to the job's redelivery)."""
     with store.session() as session:
         out = []
         for site in sites:
@@ -208,6 +210,7 @@ def start_crawls(
                     "render": options.render,
                     "connect_to": options.connect_to,
                     "runner": runner_identity(),  # audits/recovery.py: is it still alive?
+                    **({"job": job_keys[site.domain]} if site.domain in (job_keys or {}) else {}),
                 },
             )
             session.add(crawl)
@@ -224,8 +227,12 @@ def run_audits(
     options: CrawlOptions,
     on_progress: Callable[[str, dict[str, Any]], None] | None = None,
     start_urls: dict[str, str] | None = None,
+    job_keys: dict[str, str] | None = None,
 ) -> AuditRunResult:
-    """Crawl and judge the named sites; returns the new audit ids in the order given."""
+    """Crawl and judge the named sites; returns the new audit ids in the order given.
+
+    ``job_keys`` (domain -> key): the run is a distributed job (ectrust/distributed.py); each audit
+    is recorded under its job's key, once per key (audits/judge.py)."""
     parse_connect_to(options.connect_to)  # bad specs fail before anything is written
     blobs = BlobStore(settings.home)
     recovered = reconcile(
@@ -244,14 +251,21 @@ def run_audits(
             s.domain: s for s in session.scalars(select(Site).where(Site.domain.in_(domains)))
         }
     sites = [by_domain[d] for d in domains]
-    crawls = start_crawls(store, sites, options, start_urls)
+    crawls = start_crawls(store, sites, options, start_urls, job_keys)
     pending = {c["crawl_id"]: c["domain"] for c in crawls}
     audits: dict[int, int] = {}
     run = CrawlRun(settings, crawls, options, ruleset.crawl_hints)
     started = time.monotonic()
 
     def judge(crawl_id: int) -> None:
-        audit_id = judge_crawl(store, crawl_id, ruleset, blobs, settings.badge_hosts)
+        audit_id = judge_crawl(
+            store,
+            crawl_id,
+            ruleset,
+            blobs,
+            settings.badge_hosts,
+            job_key=(job_keys or {}).get(pending[crawl_id]),
+        )
         audits[crawl_id] = audit_id
         if on_progress:
             with store.session(readonly=True) as session:
