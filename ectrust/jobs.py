@@ -10,6 +10,7 @@ workers) replaces ``_submit`` only: the row and ``run_audit_job`` stay as they a
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -110,13 +111,16 @@ def run_audit_job(store: Store, settings: Settings, job_id: int) -> None:
         options = CrawlOptions(
             max_pages=max_pages, connect_to=list(settings.connect_to), render=render
         )
+        if os.environ.get("ECTRUST_BROKER"):
+            audit_id = _audit_on_workers(store, job_id, domain, options)
+        else:
 
-        def on_progress(kind: str, info: dict[str, Any]) -> None:
-            if kind == "crawled":
-                _update(store, job_id, stage="judging", crawl_id=info.get("crawl_id"))
+            def on_progress(kind: str, info: dict[str, Any]) -> None:
+                if kind == "crawled":
+                    _update(store, job_id, stage="judging", crawl_id=info.get("crawl_id"))
 
-        result = run_audits(store, settings, [domain], load_rules(), options, on_progress)
-        audit_id = result.audit_ids[0]
+            result = run_audits(store, settings, [domain], load_rules(), options, on_progress)
+            audit_id = result.audit_ids[0]
         with store.session() as session:
             # Like a scheduled check: the changes since the previous audit feed the
             # dashboard and the alert digest.
@@ -132,6 +136,26 @@ def run_audit_job(store: Store, settings: Settings, job_id: int) -> None:
             error=f"{type(exc).__name__}: {exc}"[:2000],
             finished_at=utcnow(),
         )
+
+
+def _audit_on_workers(store: Store, job_id: int, domain: str, options: Any) -> int:
+    """With ``$ECTRUST_BROKER`` set the deployment audits on ``ectrust worker``s (issue #10):
+    this thread only enqueues the site and waits, so the server keeps no crawl of its own and
+    the per-host politeness locks cover web-started audits too."""
+    from dataclasses import asdict
+
+    from ectrust.config import BrokerConfig
+    from ectrust.distributed import check_broker, enqueue, make_app, wait_for
+
+    cfg = BrokerConfig.from_env()
+    check_broker(cfg)
+    app = make_app(cfg)
+    (job,) = enqueue(app, [domain], asdict(options), None)
+    _update(store, job_id, stage="queued")
+    (outcome,) = wait_for(app, [job])
+    if outcome.audit_id is None:
+        raise JobError(f"worker job {job.job_id}: {outcome.error}")
+    return outcome.audit_id
 
 
 def fail_abandoned_jobs(store: Store) -> int:

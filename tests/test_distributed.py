@@ -482,3 +482,38 @@ def test_no_wait_prints_job_ids(cli, redis_ns, env):
         assert len(queued) == 1 and json.loads(queued[0])["headers"]["id"] == job_id
     finally:
         client.close()
+
+
+def test_an_audit_started_in_the_web_application_runs_on_a_worker(cli, redis_ns, workers, env,
+                                                                   monkeypatch):
+    """With a broker configured, the web application's background job only enqueues the site
+    and waits: the worker crawls and records the audit, the job row gets its audit id."""
+    from audits.account_models import AuditJob
+    from ectrust.jobs import start_audit_job
+
+    root = env / "farm"
+    _write_shop(root, "www.web.test", 3)
+    with SiteFarm(root) as farm:
+        monkeypatch.setenv("ECTRUST_CONNECT_TO", f"::127.0.0.1:{farm.port}")
+        cli("sites", "add", "web.test", "--url", "http://www.web.test/")
+        w = workers(concurrency=1)
+        settings = Settings.from_env()
+        store = Store(settings.db_url)
+        try:
+            job_id = start_audit_job(store, settings, "web.test", "alice", render="never",
+                                     max_pages=4)
+
+            def finished() -> AuditJob | None:
+                with store.session(readonly=True) as s:
+                    job = s.get(AuditJob, job_id)
+                    return job if job.status in ("done", "failed") else None
+
+            job = wait_until(finished, 120, "the web job to finish")
+            assert (job.status, job.error or "") == ("done", ""), job.error
+            audits, receipts, crawls = counts(settings.db_url, "web.test")
+            assert (audits, receipts, crawls) == (1, 1, ["finished"])
+            with store.session(readonly=True) as s:
+                assert s.scalar(select(JobReceipt.audit_id)) == job.audit_id
+        finally:
+            store.dispose()
+    assert "auditing web.test" in w.text()  # the worker did the crawl, not this process
