@@ -380,3 +380,85 @@ def test_screenshot_thumbnails_embedded_or_reported_missing(tmp_path):
     assert html.count('<img src="data:image/png;base64,') == 1
     assert "screenshot missing from the evidence store" in html
     assert "PIPL art. 17" in html and "Not ready for certification" in html
+
+
+def test_tampered_body_is_flagged_in_site_and_survey_reports(world, tmp_path):
+    """A stored body changed after the audit (here shop03's privacy policy, the evidence of
+    its policy findings): the site report warns next to that evidence and in its summary, the
+    survey flags the site and counts it in its method section, JSON and CSV carry it."""
+    import gzip
+    import shutil
+
+    from audits.evidence import BlobStore
+
+    home = tmp_path / "home"
+    shutil.copytree(world["tmp"] / "home", home)
+    shutil.copy(world["db"], tmp_path / "ectrust.db")
+    runner = CliRunner(
+        env={
+            "ECTRUST_DB": f"sqlite:///{tmp_path / 'ectrust.db'}",
+            "ECTRUST_HOME": str(home),
+            "ECTRUST_BADGE_HOSTS": report_sites.OFFICIAL,
+            "ECTRUST_CONNECT_TO": "",
+        }
+    )
+    audit_id = next(d["audit_id"] for d in world["now"] if d["domain"] == "shop03.example")
+    url = "http://shop03.example/privacy.html"
+    with sqlite3.connect(tmp_path / "ectrust.db") as conn:
+        (digest,) = conn.execute(
+            "SELECT content_hash FROM snapshots JOIN audits "
+            "ON audits.crawl_id = snapshots.crawl_id WHERE audits.id = ? AND snapshots.url = ?",
+            (audit_id, url),
+        ).fetchone()
+    path = BlobStore(home).path_for(digest)
+    body = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(body.replace("隐私".encode(), "隱私".encode())))
+
+    def run(*args: str) -> None:
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, (args, result.stdout, result.stderr)
+
+    out = tmp_path / "out"
+    run(
+        "report",
+        "site",
+        "shop03.example",
+        "shop04.example",
+        "--out",
+        str(out),
+        "--format",
+        "json,csv,html",
+    )
+    data = json.loads((out / "site-audit.json").read_text("utf-8"))
+    assert data["integrity"]["shop03.example"]["status"] == "integrity_failed"
+    assert data["integrity"]["shop03.example"]["bad_files"] == {digest: "mismatch"}
+    assert data["integrity"]["shop04.example"]["status"] == "ok"
+    doc = next(d for d in data["audits"] if d["domain"] == "shop03.example")
+    flagged = [
+        (f["rule_id"], e["url"])
+        for f in doc["findings"]
+        for e in f["evidence"]
+        if e.get("integrity")
+    ]
+    assert flagged and {u for _, u in flagged} == {url}
+    assert "privacy.policy_present" in {r for r, _ in flagged}
+    with (out / "site-audit-findings.csv").open(encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    marked = {(r["domain"], r["rule_id"]) for r in rows if r["evidence_integrity"] == "mismatch"}
+    assert ("shop03.example", "privacy.policy_present") in marked
+    assert not {d for d, _ in marked} - {"shop03.example"}
+    html = (out / "site-audit.html").read_text("utf-8")
+    assert html.count('class="integrity-warning"') == len(flagged)
+    assert html.count('class="integrity-box"') == 1
+
+    run("report", "survey", "--out", str(out), "--format", "json,csv,html")
+    survey = json.loads((out / "survey.json").read_text("utf-8"))
+    states = {r["domain"]: r["evidence_integrity"] for r in survey["sites"]}
+    assert states.pop("shop03.example") == "integrity_failed"
+    assert set(states.values()) == {"ok"}
+    assert survey["totals"]["integrity"]["integrity_failed"] == 1
+    with (out / "survey-sites.csv").open(encoding="utf-8-sig") as fh:
+        csv_states = {r["site"]: r["evidence_integrity"] for r in csv.DictReader(fh)}
+    assert csv_states["shop03.example"] == "integrity_failed"
+    shtml = (out / "survey.html").read_text("utf-8")
+    assert shtml.count('class="integrity-box"') == 1 and "[!]" in shtml
