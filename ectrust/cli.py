@@ -756,10 +756,11 @@ def report_monitoring(
         Period(start, end, industry, status),
         policy=policy,
         blobs=BlobStore(settings.home),
+        lang=lang.value,
     )
     t = result["totals"]
     err.print(
-        f"{t['sites_checked']} site(s) re-checked, {t['regressions']} regression(s)",
+        f"{t['sites_rechecked']} site(s) re-checked, {t['regressions']} regression(s)",
         highlight=False,
     )
     _print_written(write_monitoring_report(result, out_dir, formats, lang.value))

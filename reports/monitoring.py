@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 from audits.cadence import Policy
 from audits.db import Store
 from audits.evidence import BlobStore
-from audits.models import Certificate, CertificateEvent, Site
+from audits.models import Certificate, CertificateEvent, Finding, Site
 from audits.monitoring import monitoring_data
 from audits.monitoring_models import AlertDelivery, AlertDigest, Change
 from reports import integrity as integ
@@ -189,7 +189,9 @@ def monitoring_report(
     *,
     policy: Policy | None = None,
     blobs: BlobStore | None = None,
+    lang: str = "en",
 ) -> dict[str, Any]:
+    """``lang``: the language of the rule titles quoted with each change."""
     policy = policy or Policy()
     base = monitoring_data(store, period.start, period.end, policy)
     with store.session(readonly=True) as session:
@@ -228,6 +230,23 @@ def monitoring_report(
             }
         )
         checked = integ.check_audits(session, audit_ids, blobs)
+        titles = (
+            {
+                (audit_id, rule_id): (title or {}).get(lang) or (title or {}).get("en")
+                for audit_id, rule_id, title in session.execute(
+                    select(Finding.audit_id, Finding.rule_id, Finding.title).where(
+                        Finding.audit_id.in_(audit_ids)
+                    )
+                )
+            }
+            if audit_ids
+            else {}
+        )
+    for items in lists.values():
+        for c in items:
+            title = titles.get((c["audit_id"], c["rule_id"]))
+            if title and isinstance(c.get("detail"), dict) and "title" in c["detail"]:
+                c["detail"]["title"] = title
     flagged = 0
     for items in lists.values():
         for c in items:
@@ -256,7 +275,8 @@ def monitoring_report(
     totals = {
         "sites_in_scope": len(site_rows),
         "sites_monitored": sum(1 for r in site_rows if r["state"] != "on_demand"),
-        "sites_checked": sum(1 for r in site_rows if r["audits"]),
+        "sites_checked": sum(1 for r in site_rows if r["audits"]),  # any audit in the period
+        "sites_rechecked": len({c["domain"] for c in rechecks}),  # a scheduled re-check ran
         "audits": sum(len(r["audits"]) for r in site_rows),
         "rechecks": len(rechecks),
         "rechecks_done": sum(1 for c in rechecks if c["status"] == "done"),
