@@ -783,9 +783,17 @@ def report_misuse(
 
     formats = _formats(fmt)
     start, end = _iso_date(since, "--since"), _iso_date(until, "--until")
-    store = open_store(Settings.from_env())
+    settings = Settings.from_env()
+    store = open_store(settings)
     with store.session(readonly=True) as session:
-        cases = misuse_cases(session, since=start, until=end, domains=domains, lang=lang.value)
+        cases = misuse_cases(
+            session,
+            since=start,
+            until=end,
+            domains=domains,
+            lang=lang.value,
+            blobs=BlobStore(settings.home),
+        )
     err.print(f"{len(cases)} misuse case(s)", highlight=False)
     selection = {"since": since, "until": until, "domains": domains or []}
     _print_written(write_misuse_report(cases, out_dir, formats, lang.value, selection=selection))

@@ -223,9 +223,7 @@ def _cohort_query(cohort: Cohort) -> Select[Any]:
     return query
 
 
-def _rows(
-    session: Session, cohort: Cohort, blobs: BlobStore | None = None
-) -> list[dict[str, Any]]:
+def _rows(session: Session, cohort: Cohort, blobs: BlobStore | None = None) -> list[dict[str, Any]]:
     ids = list(session.scalars(_cohort_query(cohort)))
     rows: list[dict[str, Any]] = []
     on = cohort.until or datetime.now(UTC).date()
@@ -402,10 +400,15 @@ def misuse_cases(
     until: date | None = None,
     domains: list[str] | None = None,
     lang: str = "en",
+    blobs: BlobStore | None = None,
 ) -> list[dict[str, Any]]:
     """One case per site: its latest misuse record, from ``badge check`` records and from the
     badge findings of audits (a registered site's audit that failed ``badge.valid`` with a
-    misuse verdict). A site whose latest look found no misuse is not a case."""
+    misuse verdict). A site whose latest look found no misuse is not a case.
+
+    ``blobs``: a case from an audit gets that audit's evidence integrity (``integrity``) and
+    each sighting on a page whose stored body failed its hash is flagged; a ``badge check``
+    record has no manifest (``integrity.status``: ``not_checked``)."""
     start = datetime.combine(since, time(), UTC) if since else None
     end = datetime.combine(until + timedelta(days=1), time(), UTC) if until else None
     wanted = {d.lower() for d in domains} if domains else None
@@ -446,7 +449,7 @@ def misuse_cases(
             audit=doc,
             owners=owners,
         )
-        consider(audit.site.domain, audit.started_at, record, "audit")
+        consider(audit.site.domain, audit.started_at, {**record, "audit_id": audit.id}, "audit")
 
     cases = []
     for domain in sorted(latest):
@@ -454,5 +457,26 @@ def misuse_cases(
         if not (record.get("misuse") or record.get("suspected")):
             continue
         site = session.scalar(select(Site).where(Site.domain == domain))
-        cases.append({**record, "name": site.name if site else "", "domain": domain})
+        audit = session.get(Audit, record["audit_id"]) if record.get("audit_id") else None
+        checked = integrity.check_audit(session, audit, blobs) if audit is not None else None
+        if checked is not None:
+            for sighting in record.get("sightings") or []:
+                bad = checked.bad_urls.get(sighting.get("page") or "")
+                if bad:
+                    sighting["integrity"] = {
+                        "status": "missing"
+                        if {checked.bad_files[d] for d in bad} == {"missing"}
+                        else "mismatch",
+                        "files": sorted(bad),
+                    }
+        cases.append(
+            {
+                **record,
+                "name": site.name if site else "",
+                "domain": domain,
+                "integrity": checked.as_dict()
+                if checked is not None
+                else {"status": "not_checked", "problems": []},
+            }
+        )
     return cases

@@ -483,6 +483,8 @@ def write_misuse_report(
                     s.get("image") or "",
                     s.get("why") or "",
                     case.get("source"),
+                    (s.get("integrity") or {}).get("status")
+                    or (case.get("integrity") or {}).get("status", "not_checked"),
                 ]
             )
     header = [
@@ -500,6 +502,7 @@ def write_misuse_report(
         "image",
         "why",
         "source",
+        "evidence_integrity",
     ]
     data = {"selection": selection or {}, "cases": cases}
     context = {

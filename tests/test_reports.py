@@ -393,7 +393,9 @@ def test_tampered_body_is_flagged_in_site_and_survey_reports(world, tmp_path):
 
     home = tmp_path / "home"
     shutil.copytree(world["tmp"] / "home", home)
-    shutil.copy(world["db"], tmp_path / "ectrust.db")
+    # the SQLite backup API: a plain file copy would miss what is still in the WAL
+    with sqlite3.connect(world["db"]) as src, sqlite3.connect(tmp_path / "ectrust.db") as dst:
+        src.backup(dst)
     runner = CliRunner(
         env={
             "ECTRUST_DB": f"sqlite:///{tmp_path / 'ectrust.db'}",
@@ -462,3 +464,28 @@ def test_tampered_body_is_flagged_in_site_and_survey_reports(world, tmp_path):
     assert csv_states["shop03.example"] == "integrity_failed"
     shtml = (out / "survey.html").read_text("utf-8")
     assert shtml.count('class="integrity-box"') == 1 and "[!]" in shtml
+
+    # the misuse report: shop09's homepage (where its forged badge link was seen) altered
+    with sqlite3.connect(tmp_path / "ectrust.db") as conn:
+        (home_digest,) = conn.execute(
+            "SELECT content_hash FROM snapshots JOIN audits "
+            "ON audits.crawl_id = snapshots.crawl_id WHERE audits.id = (SELECT max(audits.id) "
+            "FROM audits JOIN sites ON sites.id = audits.site_id "
+            "WHERE sites.domain = 'shop09.example') AND snapshots.url = ?",
+            ("http://shop09.example/",),
+        ).fetchone()
+    path = BlobStore(home).path_for(home_digest)
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()) + b"<!-- edited -->"))
+    run("report", "misuse", "--out", str(out), "--format", "json,csv,html")
+    cases = {c["domain"]: c for c in json.loads((out / "misuse.json").read_text("utf-8"))["cases"]}
+    assert cases["shop09.example"]["integrity"]["status"] == "integrity_failed"
+    hit = [s for s in cases["shop09.example"]["sightings"] if s.get("integrity")]
+    assert hit and {s["page"] for s in hit} == {"http://shop09.example/"}
+    assert cases["shop05.example"]["integrity"]["status"] == "ok"
+    assert cases["rogue.example"]["integrity"]["status"] == "not_checked"  # a badge check
+    with (out / "misuse-cases.csv").open(encoding="utf-8-sig") as fh:
+        bad = {r["domain"] for r in csv.DictReader(fh) if r["evidence_integrity"] == "mismatch"}
+    assert bad == {"shop09.example"}
+    mhtml = (out / "misuse.html").read_text("utf-8")
+    assert mhtml.count('class="integrity-box"') == 1
+    assert mhtml.count('class="integrity-warning"') == len(hit)
