@@ -489,3 +489,18 @@ def test_tampered_body_is_flagged_in_site_and_survey_reports(world, tmp_path):
     mhtml = (out / "misuse.html").read_text("utf-8")
     assert mhtml.count('class="integrity-box"') == 1
     assert mhtml.count('class="integrity-warning"') == len(hit)
+
+
+def test_pdf_renderer_is_a_limited_child(tmp_path):
+    """T39: WeasyPrint runs in a child process; past its time limit the child is killed,
+    the caller gets an error and no half-written PDF stays behind."""
+
+    from reports.pdf import PdfRenderError, html_to_pdf
+
+    huge = "<table>" + "<tr><td>单元格 cell</td></tr>" * 200_000 + "</table>"
+    target = tmp_path / "slow.pdf"
+    with pytest.raises(PdfRenderError, match="stopped after"):
+        html_to_pdf(huge, target, time_limit=3)
+    assert not target.exists()
+    refused = html_to_pdf('<p>中文</p><img src="file:///etc/passwd">', tmp_path / "ok.pdf")
+    assert refused == ["file:///etc/passwd"] and (tmp_path / "ok.pdf").stat().st_size > 1000
