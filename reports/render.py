@@ -29,6 +29,7 @@ AREAS = {
     "business": {"zh": "经营者信息", "en": "Business information"},
     "badge": {"zh": "诚信标识", "en": "Trust badge"},
     "ecommerce": {"zh": "交易规则", "en": "Transaction rules"},
+    "crawl": {"zh": "抓取情况", "en": "Crawl"},
 }
 LABELS = {
     "zh": {

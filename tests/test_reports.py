@@ -482,7 +482,9 @@ def test_tampered_body_is_flagged_in_site_and_survey_reports(world, tmp_path):
     hit = [s for s in cases["shop09.example"]["sightings"] if s.get("integrity")]
     assert hit and {s["page"] for s in hit} == {"http://shop09.example/"}
     assert cases["shop05.example"]["integrity"]["status"] == "ok"
-    assert cases["rogue.example"]["integrity"]["status"] == "not_checked"  # a badge check
+    # a `badge check` stores its look as an audit with a manifest too: checked, intact
+    assert cases["rogue.example"]["source"] == "badge_check"
+    assert cases["rogue.example"]["integrity"]["status"] == "ok"
     with (out / "misuse-cases.csv").open(encoding="utf-8-sig") as fh:
         bad = {r["domain"] for r in csv.DictReader(fh) if r["evidence_integrity"] == "mismatch"}
     assert bad == {"shop09.example"}
