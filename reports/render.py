@@ -278,7 +278,7 @@ def write_site_report(
 
 # -- privacy-protection survey ----------------------------------------------------------
 ANNEX_SITE_COLS = 40  # half-width columns for the site (domain and name) in the PDF annex
-ANNEX_ROWS_PER_BLOCK = 50  # one block per page, its own header row
+ANNEX_ROWS_PER_BLOCK = 58  # one block fills an A4 page (7.2 pt lines), its own header row
 
 
 def text_width(text: str) -> int:
