@@ -11,7 +11,7 @@ import functools
 import json
 import shlex
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -740,13 +740,65 @@ def report_survey(
     if compare:
         c_since, c_until = _period(compare, "--compare")
         earlier = Cohort(industry, status, c_since, c_until)
-    store = open_store(Settings.from_env())
+    settings = Settings.from_env()
+    store = open_store(settings)
     with store.session(readonly=True) as session:
-        result = survey(session, cohort, compare=earlier, anonymous=anonymise)
+        result = survey(
+            session, cohort, compare=earlier, anonymous=anonymise, blobs=BlobStore(settings.home)
+        )
     if not result["sites"]:
         raise BadInput("no audited sites in this cohort (check --industry, --status and dates)")
     err.print(f"survey of {result['totals']['sites']} sites", highlight=False)
     _print_written(write_survey_report(result, out_dir, formats, lang.value))
+
+
+@report_app.command("monitoring")
+@command
+def report_monitoring(
+    since: Annotated[
+        str | None, typer.Option(help="First day of the period (YYYY-MM-DD; default 30 days ago).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Last day of the period, inclusive (default today).")
+    ] = None,
+    industry: Annotated[str | None, typer.Option(help="Industry, as in the registry.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Certificate status at the end: " + ", ".join(COHORT_STATUSES)),
+    ] = None,
+    out_dir: OutOption = Path("."),
+    fmt: FormatOption = "html",
+    lang: Annotated[Lang, typer.Option()] = Lang.en,
+) -> None:
+    """Monitoring report for a period: sites re-checked, on-time and late re-checks,
+    regressions with their evidence, certificates suspended or expiring, badge verdict
+    changes, alerts sent."""
+    from reports.monitoring import Period, monitoring_report
+    from reports.render import write_monitoring_report
+
+    formats = _formats(fmt)
+    if status is not None and status not in COHORT_STATUSES:
+        raise BadInput(f"--status {status!r}: one of {', '.join(COHORT_STATUSES)}")
+    end = _iso_date(until, "--until") or datetime.now(UTC).date()
+    start = _iso_date(since, "--since") or end - timedelta(days=30)
+    if start > end:
+        raise BadInput(f"--since {start} is after --until {end}")
+    settings = Settings.from_env()
+    policy, _ = _monitor_config(settings)
+    store = open_store(settings)
+    result = monitoring_report(
+        store,
+        Period(start, end, industry, status),
+        policy=policy,
+        blobs=BlobStore(settings.home),
+        lang=lang.value,
+    )
+    t = result["totals"]
+    err.print(
+        f"{t['sites_rechecked']} site(s) re-checked, {t['regressions']} regression(s)",
+        highlight=False,
+    )
+    _print_written(write_monitoring_report(result, out_dir, formats, lang.value))
 
 
 @report_app.command("misuse")
@@ -766,9 +818,17 @@ def report_misuse(
 
     formats = _formats(fmt)
     start, end = _iso_date(since, "--since"), _iso_date(until, "--until")
-    store = open_store(Settings.from_env())
+    settings = Settings.from_env()
+    store = open_store(settings)
     with store.session(readonly=True) as session:
-        cases = misuse_cases(session, since=start, until=end, domains=domains, lang=lang.value)
+        cases = misuse_cases(
+            session,
+            since=start,
+            until=end,
+            domains=domains,
+            lang=lang.value,
+            blobs=BlobStore(settings.home),
+        )
     err.print(f"{len(cases)} misuse case(s)", highlight=False)
     selection = {"since": since, "until": until, "domains": domains or []}
     _print_written(write_misuse_report(cases, out_dir, formats, lang.value, selection=selection))

@@ -22,6 +22,7 @@ from audits.evidence import BlobStore, EvidenceError
 from audits.judge import audit_document, certificate_index, iso
 from audits.misuse import misuse_record
 from audits.models import Audit, BadgeCheck, Certificate, Site
+from reports import integrity
 
 CLAUSES = (
     "collection",
@@ -159,7 +160,9 @@ def site_entries(
         doc = audit_document(session, audit, lang)
         prev_id = previous_audit_id(session, audit_id)
         prev = audit_document(session, session.get(Audit, prev_id), lang) if prev_id else None
+        checked = integrity.check_audit(session, audit, blobs)
         for f in doc["findings"]:
+            integrity.flag_evidence(f["evidence"], checked)
             for e in f["evidence"]:
                 refs = e.get("screenshots")
                 if isinstance(refs, list):
@@ -175,6 +178,7 @@ def site_entries(
                 },
                 "recommendation": recommendation(doc),
                 "changes": changes(doc, prev),
+                "integrity": checked.as_dict(),
             }
         )
     return entries
@@ -219,7 +223,7 @@ def _cohort_query(cohort: Cohort) -> Select[Any]:
     return query
 
 
-def _rows(session: Session, cohort: Cohort) -> list[dict[str, Any]]:
+def _rows(session: Session, cohort: Cohort, blobs: BlobStore | None = None) -> list[dict[str, Any]]:
     ids = list(session.scalars(_cohort_query(cohort)))
     rows: list[dict[str, Any]] = []
     on = cohort.until or datetime.now(UTC).date()
@@ -229,6 +233,9 @@ def _rows(session: Session, cohort: Cohort) -> list[dict[str, Any]]:
             .where(Audit.id.in_(ids[chunk : chunk + 500]))
             .options(selectinload(Audit.site).selectinload(Site.certificates))
         ).all()
+        checked = integrity.check_audits_quick(
+            session, [a for a in audits if "privacy" in (a.packs or {})], blobs
+        )
         for audit in audits:
             if "privacy" not in (audit.packs or {}):
                 continue  # a badge-only check says nothing about the policy
@@ -254,6 +261,11 @@ def _rows(session: Session, cohort: Cohort) -> list[dict[str, Any]]:
                     "clauses": {c: bool(clauses.get(c)) for c in CLAUSES},
                     "clauses_covered": sum(1 for c in CLAUSES if clauses.get(c)),
                     "has_policy": policy is not None,
+                    # ok | integrity_failed | no_manifest | not_checked (reports/integrity.py)
+                    "evidence_integrity": checked[audit.id].status,
+                    "integrity_problems": checked[audit.id].problems
+                    if checked[audit.id].failed
+                    else [],
                 }
             )
     rows.sort(key=lambda r: r["domain"])
@@ -300,6 +312,10 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         else None,
         "audit_dates": {"first": dates[0] if dates else None, "last": dates[-1] if dates else None},
         "pack_versions": sorted({r["pack_version"] for r in rows if r["pack_version"]}),
+        "integrity": {
+            status: sum(1 for r in rows if r["evidence_integrity"] == status)
+            for status in ("ok", "integrity_failed", "no_manifest", "not_checked")
+        },
     }
 
 
@@ -317,7 +333,16 @@ def anonymise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     )
     out = []
     for i, r in enumerate(ordered, 1):
-        out.append({**r, "domain": f"S{i:03d}", "name": "", "policy_url": None, "audit_id": None})
+        out.append(
+            {
+                **r,
+                "domain": f"S{i:03d}",
+                "name": "",
+                "policy_url": None,
+                "audit_id": None,
+                "integrity_problems": [],  # they name files and audits
+            }
+        )
     return out
 
 
@@ -327,8 +352,11 @@ def survey(
     *,
     compare: Cohort | None = None,
     anonymous: bool = False,
+    blobs: BlobStore | None = None,
 ) -> dict[str, Any]:
-    rows = _rows(session, cohort)
+    """``blobs``: the evidence store, to check each audit's evidence against its manifest
+    (None: not checked, and the report says so)."""
+    rows = _rows(session, cohort, blobs)
     result: dict[str, Any] = {
         "cohort": cohort.describe(),
         "anonymised": anonymous,
@@ -337,7 +365,7 @@ def survey(
         "comparison": None,
     }
     if compare is not None:
-        earlier_rows = _rows(session, compare)
+        earlier_rows = _rows(session, compare, blobs)
         earlier = aggregate(earlier_rows)
         now = result["totals"]
 
@@ -372,10 +400,15 @@ def misuse_cases(
     until: date | None = None,
     domains: list[str] | None = None,
     lang: str = "en",
+    blobs: BlobStore | None = None,
 ) -> list[dict[str, Any]]:
     """One case per site: its latest misuse record, from ``badge check`` records and from the
     badge findings of audits (a registered site's audit that failed ``badge.valid`` with a
-    misuse verdict). A site whose latest look found no misuse is not a case."""
+    misuse verdict). A site whose latest look found no misuse is not a case.
+
+    ``blobs``: a case from an audit gets that audit's evidence integrity (``integrity``) and
+    each sighting on a page whose stored body failed its hash is flagged; a ``badge check``
+    record has no manifest (``integrity.status``: ``not_checked``)."""
     start = datetime.combine(since, time(), UTC) if since else None
     end = datetime.combine(until + timedelta(days=1), time(), UTC) if until else None
     wanted = {d.lower() for d in domains} if domains else None
@@ -416,7 +449,7 @@ def misuse_cases(
             audit=doc,
             owners=owners,
         )
-        consider(audit.site.domain, audit.started_at, record, "audit")
+        consider(audit.site.domain, audit.started_at, {**record, "audit_id": audit.id}, "audit")
 
     cases = []
     for domain in sorted(latest):
@@ -424,5 +457,26 @@ def misuse_cases(
         if not (record.get("misuse") or record.get("suspected")):
             continue
         site = session.scalar(select(Site).where(Site.domain == domain))
-        cases.append({**record, "name": site.name if site else "", "domain": domain})
+        audit = session.get(Audit, record["audit_id"]) if record.get("audit_id") else None
+        checked = integrity.check_audit(session, audit, blobs) if audit is not None else None
+        if checked is not None:
+            for sighting in record.get("sightings") or []:
+                bad = checked.bad_urls.get(sighting.get("page") or "")
+                if bad:
+                    sighting["integrity"] = {
+                        "status": "missing"
+                        if {checked.bad_files[d] for d in bad} == {"missing"}
+                        else "mismatch",
+                        "files": sorted(bad),
+                    }
+        cases.append(
+            {
+                **record,
+                "name": site.name if site else "",
+                "domain": domain,
+                "integrity": checked.as_dict()
+                if checked is not None
+                else {"status": "not_checked", "problems": []},
+            }
+        )
     return cases

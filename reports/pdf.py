@@ -1,65 +1,50 @@
-"""HTML to PDF through WeasyPrint, with no file or network access beyond the bundled assets.
-
-A report's HTML carries crawled text and URLs (escaped, but a URL is still a URL), so the PDF
-renderer must never fetch anything on its own: its URL fetcher serves ``data:`` URIs (the
-screenshot thumbnails are embedded that way) and files under ``reports/static/``, and refuses
-everything else, whatever the scheme (http, file, ftp …). Fonts come from fontconfig (Noto
-Sans CJK, Debian's fonts-noto-cjk), not through the fetcher.
+"""HTML to PDF, in a child process with a memory and a time limit (RELIABILITY.md item 11,
+T39). The child (reports/pdf_render.py) runs WeasyPrint with a URL fetcher that serves only
+``data:`` URIs and bundled assets, so crawled text that makes the layout run away costs a
+killed child, and crawled URLs are never fetched.
 """
 
 from __future__ import annotations
 
-import base64
-import logging
+import json
+import resource
+import subprocess
+import sys
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
-
-from weasyprint import HTML
-from weasyprint.urls import URLFetcher, URLFetcherResponse
-
-STATIC = (Path(__file__).parent / "static").resolve()
-BASE_URL = STATIC.as_uri() + "/"
-
-logger = logging.getLogger(__name__)
 
 
-class RefusedURL(ValueError):
-    """A URL the report renderer will not fetch (WeasyPrint logs it and leaves it out)."""
+class PdfRenderError(RuntimeError):
+    """The PDF renderer failed, ran out of memory or was stopped at its time limit."""
 
 
-class BundledOnlyFetcher(URLFetcher):
-    """Serves ``data:`` URIs and bundled assets; refuses every other URL."""
-
-    def __init__(self) -> None:
-        super().__init__(allowed_protocols=("data", "file"), allow_redirects=False)
-        self.refused: list[str] = []
-
-    def fetch(self, url: str, headers: dict[str, str] | None = None) -> URLFetcherResponse:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme == "data":
-            return self._data(url)
-        if scheme == "file" and not parts.netloc:
-            path = Path(unquote(parts.path)).resolve()
-            if path.is_file() and STATIC in path.parents:
-                return URLFetcherResponse(path.as_uri(), path.read_bytes(), {}, 200)
-        self.refused.append(url)
-        raise RefusedURL(f"report renderer fetches only bundled assets, not {url[:200]!r}")
-
-    @staticmethod
-    def _data(url: str) -> URLFetcherResponse:
-        head, sep, payload = url[5:].partition(",")
-        if not sep:
-            raise RefusedURL("malformed data: URI")
-        mime = head.split(";")[0] or "text/plain"
-        body = base64.b64decode(payload) if head.endswith(";base64") else unquote(payload).encode()
-        return URLFetcherResponse(url[:64], body, {"Content-Type": mime}, 200)
+TIME_LIMIT_S = 300.0
+MEMORY_LIMIT_BYTES = 3 * 1024**3  # address space; the CJK fonts are mapped, not read
 
 
-def html_to_pdf(html: str, target: Path) -> list[str]:
-    """Write the PDF; returns the URLs that were refused (for tests and logs)."""
-    fetcher = BundledOnlyFetcher()
-    HTML(string=html, base_url=BASE_URL, url_fetcher=fetcher).write_pdf(target)
-    if fetcher.refused:
-        logger.info("PDF %s: refused %d URL(s)", target.name, len(fetcher.refused))
-    return fetcher.refused
+def _limit_child() -> None:  # runs in the child, before exec
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def html_to_pdf(html: str, target: Path, *, time_limit: float = TIME_LIMIT_S) -> list[str]:
+    """Write the PDF in a child process with a memory limit and a wall-clock limit
+    (RELIABILITY.md item 11, T39): hostile HTML that makes the layout run away costs a
+    killed child, not the evaluator's process. Returns the URLs that were refused."""
+    target = Path(target)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "reports.pdf_render", str(target)],
+            input=html.encode("utf-8"),
+            capture_output=True,
+            timeout=time_limit,
+            preexec_fn=_limit_child,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    except subprocess.TimeoutExpired as exc:
+        target.unlink(missing_ok=True)
+        raise PdfRenderError(f"PDF rendering stopped after {time_limit:.0f} s") from exc
+    if proc.returncode != 0:
+        target.unlink(missing_ok=True)
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+        raise PdfRenderError(f"PDF rendering failed ({proc.returncode}): {' | '.join(tail)}")
+    return json.loads(proc.stdout.decode("utf-8") or "[]")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ AREAS = {
     "business": {"zh": "经营者信息", "en": "Business information"},
     "badge": {"zh": "诚信标识", "en": "Trust badge"},
     "ecommerce": {"zh": "交易规则", "en": "Transaction rules"},
+    "crawl": {"zh": "抓取情况", "en": "Crawl"},
 }
 LABELS = {
     "zh": {
@@ -141,9 +143,10 @@ def write_report(
     """Write one report in the formats asked for; returns the paths written.
 
     Every kind of report goes through here: ``template`` extends ``layout.html.j2`` and is
-    rendered once for HTML and PDF alike; ``data`` is the JSON export and ``tables`` the CSV
-    exports (``name -> (header, rows)``, one file ``<stem>-<name>.csv`` each), so the files
-    an analyst gets hold the same numbers as the charts."""
+    rendered for HTML (``medium="screen"``) and PDF (``medium="print"``); ``data`` is the
+    JSON export and ``tables`` the CSV exports (``name -> (header, rows)``, one file
+    ``<stem>-<name>.csv`` each), so the files an analyst gets hold the same numbers as the
+    charts."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if "json" in formats:
@@ -160,16 +163,18 @@ def write_report(
                 writer.writerows(rows)
             written.append(path)
     if "html" in formats or "pdf" in formats:
-        html = environment().get_template(template).render(**context)
+        page = environment().get_template(template)
         if "html" in formats:
             path = out / f"{stem}.html"
-            path.write_text(html, encoding="utf-8")
+            path.write_text(page.render(**context, medium="screen"), encoding="utf-8")
             written.append(path)
         if "pdf" in formats:
             from reports.pdf import html_to_pdf
 
+            # ``medium="print"``: the same report, with long per-site tables in a layout
+            # WeasyPrint sets quickly (see survey.html.j2); everything else is identical.
             path = out / f"{stem}.pdf"
-            html_to_pdf(html, path)
+            html_to_pdf(page.render(**context, medium="print"), path)
             written.append(path)
     return written
 
@@ -187,6 +192,15 @@ def site_report_context(entries: list[dict[str, Any]], lang: str) -> dict[str, A
     return {**base_context(lang), "sites": sites}
 
 
+def _evidence_integrity(evidence: list[dict[str, Any]], audit: dict[str, Any] | None) -> str:
+    """The CSV's word for a finding's evidence: mismatch/missing when one of its entries was
+    flagged (reports/integrity.py), else the audit's status (ok, no_manifest …)."""
+    flagged = [e["integrity"]["status"] for e in evidence if e.get("integrity")]
+    if flagged:
+        return "mismatch" if "mismatch" in flagged else "missing"
+    return (audit or {}).get("status", "not_checked")
+
+
 def _plain_entry(doc: dict[str, Any]) -> dict[str, Any]:
     from reports.data import recommendation
 
@@ -195,6 +209,7 @@ def _plain_entry(doc: dict[str, Any]) -> dict[str, Any]:
         "site": {"name": "", "industry": "", "certificate": None},
         "recommendation": recommendation(doc),
         "changes": None,
+        "integrity": None,
     }
 
 
@@ -227,12 +242,14 @@ def write_site_report(
                     first.get("url") or "",
                     first.get("excerpt") or "",
                     "; ".join(f.get("references") or []),
+                    _evidence_integrity(f["evidence"], e.get("integrity")),
                 ]
             )
     data = {
         "audits": [e["doc"] for e in entries],
         "recommendations": {e["doc"]["domain"]: e["recommendation"]["verdict"] for e in entries},
         "changes": {e["doc"]["domain"]: e["changes"] for e in entries},
+        "integrity": {e["doc"]["domain"]: e.get("integrity") for e in entries},
     }
     header = [
         "audit_id",
@@ -246,6 +263,7 @@ def write_site_report(
         "evidence_url",
         "evidence_excerpt",
         "references",
+        "evidence_integrity",
     ]
     return write_report(
         template="site_audit.html.j2",
@@ -259,6 +277,93 @@ def write_site_report(
 
 
 # -- privacy-protection survey ----------------------------------------------------------
+ANNEX_SITE_COLS = 40  # half-width columns for the site (domain and name) in the PDF annex
+ANNEX_ROWS_PER_BLOCK = 58  # one block fills an A4 page (7.2 pt lines), its own header row
+
+
+def text_width(text: str) -> int:
+    """Columns ``text`` takes in Noto Sans Mono CJK: wide, full-width and ambiguous
+    characters (CJK, √, ×, ·) are two half-width columns there, the rest one."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WFA" else 1 for ch in text)
+
+
+def _fit(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` columns, each padded to ``width``."""
+    lines, line = [], ""
+    for ch in text:
+        if text_width(line + ch) > width:
+            lines.append(line)
+            line = ""
+        line += ch
+    lines.append(line)
+    return [ln + " " * (width - text_width(ln)) for ln in lines]
+
+
+def _cell(text: str, width: int, right: bool = False) -> str:
+    pad = " " * max(0, width - text_width(text))
+    return pad + text if right else text + pad
+
+
+def survey_annex(rows: list[dict[str, Any]], lang: str) -> dict[str, Any]:
+    """The per-site table for the PDF as fixed-width text lines (Noto Sans Mono CJK).
+
+    Why: WeasyPrint lays out every table cell as its own box; 1,000 sites x 14 cells took
+    about 40 s. One preformatted line per site carries the same columns (site, policy,
+    clicks, the ten clauses, total) in under a tenth of that. The HTML keeps the real
+    table; the CSV export has every value."""
+    zh = lang == "zh"
+    found = {
+        "link": "链接" if zh else "link",
+        "sitemap": "sitemap.xml",
+        "common_path": "常见路径" if zh else "common path",
+    }
+    shorts = [CLAUSE_SHORT[c][0 if zh else 1] for c in CLAUSES]
+    widths = [max(text_width(h), 2) for h in shorts]
+    policy_w = 12
+    sep = "  "
+
+    def line(site: str, policy: str, clicks: str, marks: list[str], total: str) -> str:
+        cols = [
+            _cell(policy, policy_w),
+            _cell(clicks, 4, right=True),
+            " ".join(_cell(m, w) for m, w in zip(marks, widths, strict=True)),
+            _cell(total, 4, right=True),
+        ]
+        return site + sep + sep.join(cols)
+
+    header = line(
+        _cell("网站" if zh else "Site", ANNEX_SITE_COLS),
+        "隐私政策" if zh else "Policy",
+        "点击" if zh else "Clicks",
+        shorts,
+        "合计" if zh else "Total",
+    )
+    out = []
+    for r in rows:
+        site = r["domain"] + (f" {r['name']}" if r["name"] else "")
+        if r.get("evidence_integrity") == "integrity_failed":
+            site = "[!] " + site
+        parts = _fit(site, ANNEX_SITE_COLS)
+        if not r["reachable"]:
+            policy = "无法访问" if zh else "unreachable"
+        elif r["has_policy"]:
+            policy = found.get(r["found_by"], str(r["found_by"]))
+        else:
+            policy = "无" if zh else "none"
+        if r["has_policy"]:
+            marks = [
+                " " * ((w - 2) // 2) + ("√" if r["clauses"][c] else "×")
+                for c, w in zip(CLAUSES, widths, strict=True)
+            ]
+        else:
+            marks = [" " * ((w - 2) // 2) + "·" for w in widths]
+        clicks = "-" if r["clicks_from_home"] is None else str(r["clicks_from_home"])
+        first = line(parts[0], policy, clicks, marks, str(r["clauses_covered"]))
+        out.append("\n".join([first, *parts[1:]]))
+    blocks = [out[i : i + ANNEX_ROWS_PER_BLOCK] for i in range(0, len(out), ANNEX_ROWS_PER_BLOCK)]
+    return {"header": header, "blocks": blocks}
+
+
 def write_survey_report(
     result: dict[str, Any], out: Path, formats: list[str], lang: str = "en", stem: str = "survey"
 ) -> list[Path]:
@@ -274,6 +379,7 @@ def write_survey_report(
         ["clicks_median", totals["clicks"]["median"], ""],
         ["mean_clauses", totals["mean_clauses"], ""],
         ["all_ten", totals["all_ten"], ""],
+        *([f"integrity_{k}", v, ""] for k, v in totals["integrity"].items()),
     ]
     summary_rows += [[f"clicks_{k}", v, ""] for k, v in totals["clicks"]["distribution"].items()]
     earlier = (result["comparison"] or {}).get("totals")
@@ -300,6 +406,7 @@ def write_survey_report(
             r["policy_url"] or "",
             r["clauses_covered"],
             *(int(r["clauses"][c]) for c in CLAUSES),
+            r["evidence_integrity"],
         ]
         for r in result["sites"]
     ]
@@ -328,11 +435,16 @@ def write_survey_report(
                 "policy_url",
                 "clauses_covered",
                 *CLAUSES,
+                "evidence_integrity",
             ],
             site_rows,
         ),
     }
-    context = {**base_context(lang), "survey": result}
+    context = {
+        **base_context(lang),
+        "survey": result,
+        "annex": survey_annex(result["sites"], lang) if "pdf" in formats else None,
+    }
     return write_report(
         template="survey.html.j2",
         context=context,
@@ -372,6 +484,8 @@ def write_misuse_report(
                     s.get("image") or "",
                     s.get("why") or "",
                     case.get("source"),
+                    (s.get("integrity") or {}).get("status")
+                    or (case.get("integrity") or {}).get("status", "not_checked"),
                 ]
             )
     header = [
@@ -389,6 +503,7 @@ def write_misuse_report(
         "image",
         "why",
         "source",
+        "evidence_integrity",
     ]
     data = {"selection": selection or {}, "cases": cases}
     context = {
@@ -402,6 +517,164 @@ def write_misuse_report(
         context=context,
         data=data,
         tables={"cases": (header, rows)},
+        out=out,
+        formats=formats,
+        stem=stem,
+    )
+
+
+# -- monitoring ---------------------------------------------------------------------------
+def _change_rows(result: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for name in (
+        "regressions",
+        "fixes",
+        "badge_changes",
+        "policy_changes",
+        "evidence_changes",
+        "unreachable",
+    ):
+        for c in result[name]:
+            d = c.get("detail") or {}
+            before, after = d.get("before"), d.get("after")
+            evidence = [
+                e
+                for side in (before, after)
+                if isinstance(side, dict)
+                for e in side.get("evidence") or []
+                if isinstance(e, dict)
+            ]
+            flagged = [e for e in evidence if e.get("integrity")]
+            rows.append(
+                [
+                    c["change_id"],
+                    c["domain"],
+                    c["kind"],
+                    c["rule_id"] or "",
+                    c["previous_audit_id"] or "",
+                    c["audit_id"],
+                    c["found_at"],
+                    before.get("status", "") if isinstance(before, dict) else before or "",
+                    after.get("status", "") if isinstance(after, dict) else after or "",
+                    "; ".join(str(e.get("url") or "") for e in evidence[:5]),
+                    "mismatch" if flagged or c.get("integrity_failed_audits") else "ok",
+                    " ".join(str(a) for a in c.get("integrity_failed_audits") or []),
+                ]
+            )
+    return rows
+
+
+def write_monitoring_report(
+    result: dict[str, Any],
+    out: Path,
+    formats: list[str],
+    lang: str = "en",
+    stem: str = "monitoring",
+) -> list[Path]:
+    """``result``: reports.monitoring.monitoring_report."""
+    totals = result["totals"]
+    tables = {
+        "summary": (["measure", "value"], [[k, v] for k, v in totals.items()]),
+        "rechecks": (
+            [
+                "domain",
+                "scheduled_for",
+                "started_at",
+                "finished_at",
+                "late_hours",
+                "on_time",
+                "status",
+                "reason",
+                "trigger",
+                "audit_id",
+            ],
+            [
+                [
+                    c["domain"],
+                    c["scheduled_for"],
+                    c["started_at"],
+                    c["finished_at"] or "",
+                    c["late_hours"],
+                    int(c["on_time"]),
+                    c["status"],
+                    c["reason"],
+                    c["trigger"],
+                    c["audit_id"] or "",
+                ]
+                for c in result["rechecks"]
+            ],
+        ),
+        "changes": (
+            [
+                "change_id",
+                "domain",
+                "kind",
+                "rule_id",
+                "previous_audit_id",
+                "audit_id",
+                "found_at",
+                "before",
+                "after",
+                "evidence_urls",
+                "evidence_integrity",
+                "integrity_failed_audits",
+            ],
+            _change_rows(result),
+        ),
+        "certificates": (
+            ["domain", "certificate_id", "event", "date", "status"],
+            [
+                [c["domain"], c["certificate_id"], "suspended", c["at"], c["status_now"]]
+                for c in result["certificates"]["suspended"]
+            ]
+            + [
+                [c["domain"], c["certificate_id"], "expired", c["valid_until"], c["status"]]
+                for c in result["certificates"]["expired"]
+            ]
+            + [
+                [c["domain"], c["certificate_id"], "expiring", c["valid_until"], c["status"]]
+                for c in result["certificates"]["expiring"]
+            ],
+        ),
+        "sites": (
+            [
+                "domain",
+                "name",
+                "industry",
+                "certificate_id",
+                "certificate_status",
+                "audits",
+                "regressions",
+                "fixes",
+                "last_score",
+                "badge",
+                "next_due",
+                "state",
+            ],
+            [
+                [
+                    r["domain"],
+                    r["name"],
+                    r["industry"] or "",
+                    r["certificate_id"] or "",
+                    r["certificate_status"],
+                    len(r["audits"]),
+                    r["regressions"],
+                    r["fixes"],
+                    r["last_score"] if r["last_score"] is not None else "",
+                    r["badge"] or "",
+                    r["next_due"] or "",
+                    r["state"],
+                ]
+                for r in result["sites"]
+            ],
+        ),
+    }
+    return write_report(
+        template="monitoring.html.j2",
+        context={**base_context(lang), "monitoring": result},
+        data=result,
+        tables=tables,
         out=out,
         formats=formats,
         stem=stem,

@@ -380,3 +380,129 @@ def test_screenshot_thumbnails_embedded_or_reported_missing(tmp_path):
     assert html.count('<img src="data:image/png;base64,') == 1
     assert "screenshot missing from the evidence store" in html
     assert "PIPL art. 17" in html and "Not ready for certification" in html
+
+
+def test_tampered_body_is_flagged_in_site_and_survey_reports(world, tmp_path):
+    """A stored body changed after the audit (here shop03's privacy policy, the evidence of
+    its policy findings): the site report warns next to that evidence and in its summary, the
+    survey flags the site and counts it in its method section, JSON and CSV carry it."""
+    import gzip
+    import shutil
+
+    from audits.evidence import BlobStore
+
+    home = tmp_path / "home"
+    shutil.copytree(world["tmp"] / "home", home)
+    # the SQLite backup API: a plain file copy would miss what is still in the WAL
+    with sqlite3.connect(world["db"]) as src, sqlite3.connect(tmp_path / "ectrust.db") as dst:
+        src.backup(dst)
+    runner = CliRunner(
+        env={
+            "ECTRUST_DB": f"sqlite:///{tmp_path / 'ectrust.db'}",
+            "ECTRUST_HOME": str(home),
+            "ECTRUST_BADGE_HOSTS": report_sites.OFFICIAL,
+            "ECTRUST_CONNECT_TO": "",
+        }
+    )
+    audit_id = next(d["audit_id"] for d in world["now"] if d["domain"] == "shop03.example")
+    url = "http://shop03.example/privacy.html"
+    with sqlite3.connect(tmp_path / "ectrust.db") as conn:
+        (digest,) = conn.execute(
+            "SELECT content_hash FROM snapshots JOIN audits "
+            "ON audits.crawl_id = snapshots.crawl_id WHERE audits.id = ? AND snapshots.url = ?",
+            (audit_id, url),
+        ).fetchone()
+    path = BlobStore(home).path_for(digest)
+    body = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(body.replace("隐私".encode(), "隱私".encode())))
+
+    def run(*args: str) -> None:
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, (args, result.stdout, result.stderr)
+
+    out = tmp_path / "out"
+    run(
+        "report",
+        "site",
+        "shop03.example",
+        "shop04.example",
+        "--out",
+        str(out),
+        "--format",
+        "json,csv,html",
+    )
+    data = json.loads((out / "site-audit.json").read_text("utf-8"))
+    assert data["integrity"]["shop03.example"]["status"] == "integrity_failed"
+    assert data["integrity"]["shop03.example"]["bad_files"] == {digest: "mismatch"}
+    assert data["integrity"]["shop04.example"]["status"] == "ok"
+    doc = next(d for d in data["audits"] if d["domain"] == "shop03.example")
+    flagged = [
+        (f["rule_id"], e["url"])
+        for f in doc["findings"]
+        for e in f["evidence"]
+        if e.get("integrity")
+    ]
+    assert flagged and {u for _, u in flagged} == {url}
+    assert "privacy.policy_present" in {r for r, _ in flagged}
+    with (out / "site-audit-findings.csv").open(encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    marked = {(r["domain"], r["rule_id"]) for r in rows if r["evidence_integrity"] == "mismatch"}
+    assert ("shop03.example", "privacy.policy_present") in marked
+    assert not {d for d, _ in marked} - {"shop03.example"}
+    html = (out / "site-audit.html").read_text("utf-8")
+    assert html.count('class="integrity-warning"') == len(flagged)
+    assert html.count('class="integrity-box"') == 1
+
+    run("report", "survey", "--out", str(out), "--format", "json,csv,html")
+    survey = json.loads((out / "survey.json").read_text("utf-8"))
+    states = {r["domain"]: r["evidence_integrity"] for r in survey["sites"]}
+    assert states.pop("shop03.example") == "integrity_failed"
+    assert set(states.values()) == {"ok"}
+    assert survey["totals"]["integrity"]["integrity_failed"] == 1
+    with (out / "survey-sites.csv").open(encoding="utf-8-sig") as fh:
+        csv_states = {r["site"]: r["evidence_integrity"] for r in csv.DictReader(fh)}
+    assert csv_states["shop03.example"] == "integrity_failed"
+    shtml = (out / "survey.html").read_text("utf-8")
+    assert shtml.count('class="integrity-box"') == 1 and "[!]" in shtml
+
+    # the misuse report: shop09's homepage (where its forged badge link was seen) altered
+    with sqlite3.connect(tmp_path / "ectrust.db") as conn:
+        (home_digest,) = conn.execute(
+            "SELECT content_hash FROM snapshots JOIN audits "
+            "ON audits.crawl_id = snapshots.crawl_id WHERE audits.id = (SELECT max(audits.id) "
+            "FROM audits JOIN sites ON sites.id = audits.site_id "
+            "WHERE sites.domain = 'shop09.example') AND snapshots.url = ?",
+            ("http://shop09.example/",),
+        ).fetchone()
+    path = BlobStore(home).path_for(home_digest)
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()) + b"<!-- edited -->"))
+    run("report", "misuse", "--out", str(out), "--format", "json,csv,html")
+    cases = {c["domain"]: c for c in json.loads((out / "misuse.json").read_text("utf-8"))["cases"]}
+    assert cases["shop09.example"]["integrity"]["status"] == "integrity_failed"
+    hit = [s for s in cases["shop09.example"]["sightings"] if s.get("integrity")]
+    assert hit and {s["page"] for s in hit} == {"http://shop09.example/"}
+    assert cases["shop05.example"]["integrity"]["status"] == "ok"
+    # a `badge check` stores its look as an audit with a manifest too: checked, intact
+    assert cases["rogue.example"]["source"] == "badge_check"
+    assert cases["rogue.example"]["integrity"]["status"] == "ok"
+    with (out / "misuse-cases.csv").open(encoding="utf-8-sig") as fh:
+        bad = {r["domain"] for r in csv.DictReader(fh) if r["evidence_integrity"] == "mismatch"}
+    assert bad == {"shop09.example"}
+    mhtml = (out / "misuse.html").read_text("utf-8")
+    assert mhtml.count('class="integrity-box"') == 1
+    assert mhtml.count('class="integrity-warning"') == len(hit)
+
+
+def test_pdf_renderer_is_a_limited_child(tmp_path):
+    """T39: WeasyPrint runs in a child process; past its time limit the child is killed,
+    the caller gets an error and no half-written PDF stays behind."""
+
+    from reports.pdf import PdfRenderError, html_to_pdf
+
+    huge = "<table>" + "<tr><td>单元格 cell</td></tr>" * 200_000 + "</table>"
+    target = tmp_path / "slow.pdf"
+    with pytest.raises(PdfRenderError, match="stopped after"):
+        html_to_pdf(huge, target, time_limit=3)
+    assert not target.exists()
+    refused = html_to_pdf('<p>中文</p><img src="file:///etc/passwd">', tmp_path / "ok.pdf")
+    assert refused == ["file:///etc/passwd"] and (tmp_path / "ok.pdf").stat().st_size > 1000
