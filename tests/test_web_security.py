@@ -6,6 +6,7 @@ command, the site filters and the dashboard."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -495,3 +496,24 @@ def test_pages_on_postgresql(pg_url: str, tmp_path: Path) -> None:
     assert "checked by hand" in client.get(f"/audits/{audit_id}").text
     assert "copycat.example" in client.get("/").text
     store.dispose()
+
+
+def test_monitoring_report_is_generated_for_the_chosen_period(app: tuple[Flask, Store]) -> None:
+    """The monitoring report from the web: the period and cohort given in the form, the
+    certificate expiring ten days after it listed, a bad date refused with a message."""
+    flask_app, _ = app
+    client = flask_app.test_client()
+    _login(client, EVALUATOR)
+    token = _token(client, "/reports")
+    form = {"kind": "monitoring", "format": "json", "lang": "zh", "csrf_token": token,
+            "since": "2026-11-01", "until": TODAY.isoformat(), "industry": "books"}
+    resp = client.post("/reports", data=form)
+    assert resp.status_code == 200
+    assert "attachment" in resp.headers["Content-Disposition"]
+    doc = json.loads(resp.data)
+    assert doc["period"]["since"] == "2026-11-01" and doc["period"]["industry"] == "books"
+    assert [c["domain"] for c in doc["certificates"]["expiring"]] == ["books.example"]
+    assert doc["totals"]["certificates_expiring"] == 1
+    bad = client.post("/reports", data={**form, "since": "29/11/2026"})
+    assert bad.status_code == 303
+    assert "YYYY-MM-DD" in client.get("/reports").text

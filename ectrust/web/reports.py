@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import tempfile
 import zipfile
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,11 @@ from sqlalchemy import func, select
 
 from audits.evidence import BlobStore
 from audits.models import Audit, Site
-from ectrust.web.common import settings, store
+from ectrust.web.common import settings, store, today
 
 bp = Blueprint("reports", __name__)
 FORMATS = ("html", "pdf", "csv", "json")
-KINDS = ("site", "survey", "misuse")
+KINDS = ("site", "survey", "monitoring", "misuse")
 COHORT_STATUSES = ("applicant", "certified", "suspended", "revoked", "expired")
 
 
@@ -45,6 +45,8 @@ def index() -> Any:
         formats=FORMATS,
         statuses=COHORT_STATUSES,
         selected=request.args.get("domain", ""),
+        since=(today() - timedelta(days=30)).isoformat(),
+        until=today().isoformat(),
     )
 
 
@@ -53,9 +55,39 @@ def _latest_audit(domain: str) -> int | None:
         return session.scalar(select(func.max(Audit.id)).join(Site).where(Site.domain == domain))
 
 
+def _day(form: Any, name: str) -> date | None:
+    raw = form.get(name) or ""
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        raise LookupError(f"{name} {raw!r}: expected YYYY-MM-DD") from None
+
+
+def _monitoring(form: Any, lang: str, blobs: BlobStore) -> dict[str, Any]:
+    """The period and cohort as ``ectrust report monitoring`` takes them (default: the last
+    30 days), with the deployment's cadence policy (``$ECTRUST_HOME/schedule.toml``)."""
+    from audits.cadence import CadenceConfigError, Policy
+    from reports.monitoring import Period, monitoring_report
+
+    status = form.get("status") or None
+    if status is not None and status not in COHORT_STATUSES:
+        raise LookupError(f"status {status!r}")
+    until = _day(form, "until") or today()
+    since = _day(form, "since") or until - timedelta(days=30)
+    if since > until:
+        raise LookupError(f"the period starts ({since}) after it ends ({until})")
+    try:
+        policy = Policy.from_env(settings().home)
+    except CadenceConfigError as exc:
+        raise LookupError(str(exc)) from exc
+    period = Period(since, until, form.get("industry") or None, status)
+    return monitoring_report(store(), period, policy=policy, blobs=blobs, lang=lang)
+
+
 def _write(kind: str, form: Any, out: Path, fmt: str, lang: str) -> list[Path]:
     from reports import data, render
 
+    blobs = BlobStore(settings().home)
     if kind == "site":
         audit_id = (
             int(form["audit_id"]) if form.get("audit_id") else _latest_audit(form.get("domain", ""))
@@ -63,7 +95,7 @@ def _write(kind: str, form: Any, out: Path, fmt: str, lang: str) -> list[Path]:
         with store().session(readonly=True) as session:
             if audit_id is None or session.get(Audit, audit_id) is None:
                 raise LookupError("no audit for this site yet")
-            entries = data.site_entries(session, [audit_id], lang, BlobStore(settings().home))
+            entries = data.site_entries(session, [audit_id], lang, blobs)
         docs = [e["doc"] for e in entries]
         return render.write_site_report(docs, out, [fmt], lang, entries=entries)
     if kind == "survey":
@@ -72,12 +104,18 @@ def _write(kind: str, form: Any, out: Path, fmt: str, lang: str) -> list[Path]:
             raise LookupError(f"status {status!r}")
         cohort = data.Cohort(form.get("industry") or None, status, None, None)
         with store().session(readonly=True) as session:
-            result = data.survey(session, cohort, anonymous=bool(form.get("anonymise")))
+            result = data.survey(
+                session, cohort, anonymous=bool(form.get("anonymise")), blobs=blobs
+            )
         if not result["sites"]:
             raise LookupError("no audited sites in this cohort")
         return render.write_survey_report(result, out, [fmt], lang)
+    if kind == "monitoring":
+        return render.write_monitoring_report(_monitoring(form, lang, blobs), out, [fmt], lang)
     with store().session(readonly=True) as session:
-        cases = data.misuse_cases(session, since=None, until=None, domains=None, lang=lang)
+        cases = data.misuse_cases(
+            session, since=None, until=None, domains=None, lang=lang, blobs=blobs
+        )
     return render.write_misuse_report(cases, out, [fmt], lang, selection={"domains": []})
 
 
@@ -93,7 +131,7 @@ def generate() -> Any:
         except (LookupError, ValueError) as exc:
             flash(f"无法生成报告 No report: {exc}")
             return redirect(url_for("reports.index"), 303)
-        stamp = date.today().isoformat()
+        stamp = today().isoformat()
         if len(paths) == 1:
             payload = io.BytesIO(paths[0].read_bytes())
             name = f"{paths[0].stem}-{stamp}{paths[0].suffix}"
