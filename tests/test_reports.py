@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ectrust.sitefarm import SiteFarm
 from reports.data import CLAUSES
 from tests import report_sites
 from tests.conftest import write_site
+from tests.dbs import database_url, execute
 
 CHANGED = ("shop03.example", "shop02.example")  # policy added; complaint link removed
 
@@ -30,57 +30,57 @@ def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reports")
     root = tmp / "farm"
     (tmp / "sites.csv").write_text(report_sites.build(root), encoding="utf-8")
-    db = tmp / "ectrust.db"
-    env = {
-        "ECTRUST_DB": f"sqlite:///{db}",
-        "ECTRUST_HOME": str(tmp / "home"),
-        "ECTRUST_BADGE_HOSTS": report_sites.OFFICIAL,
-        "ECTRUST_CONNECT_TO": "",
-    }
-    runner = CliRunner(env=env)
+    with database_url(tmp) as db:
+        env = {
+            "ECTRUST_DB": db,
+            "ECTRUST_HOME": str(tmp / "home"),
+            "ECTRUST_BADGE_HOSTS": report_sites.OFFICIAL,
+            "ECTRUST_CONNECT_TO": "",
+        }
+        runner = CliRunner(env=env)
 
-    def run(*args: str, expect: int = 0):  # type: ignore[no-untyped-def]
-        result = runner.invoke(app, list(args), catch_exceptions=False)
-        assert result.exit_code == expect, (args, result.stdout, result.stderr)
-        return result
+        def run(*args: str, expect: int = 0):  # type: ignore[no-untyped-def]
+            result = runner.invoke(app, list(args), catch_exceptions=False)
+            assert result.exit_code == expect, (args, result.stdout, result.stderr)
+            return result
 
-    run("sites", "import", str(tmp / "sites.csv"))
-    with SiteFarm(root) as farm:
-        connect = ["--connect-to", f"::127.0.0.1:{farm.port}", "-s", "DOWNLOAD_DELAY=0"]
-        first = json.loads(run("audit", "--all", "--json", "--max-pages", "8", *connect).stdout)
-        with sqlite3.connect(db) as conn:  # the first round becomes last June's survey
-            conn.execute("UPDATE audits SET started_at = '2026-06-10 10:00:00.000000'")
-        run("reaudit", "--all")
-        write_site(root, "shop03.example", {**report_sites.site_files(3)})
-        (root / "shop03.example" / "index.html").write_text(
-            report_sites.page(
-                3,
-                "书城03",
-                "<p>欢迎</p>",
-                '<a href="/privacy.html">隐私政策</a> <a href="/complaints.html">投诉举报</a>',
-            ),
-            encoding="utf-8",
-        )
-        (root / "shop03.example" / "privacy.html").write_text(
-            report_sites.policy_page(3, list(report_sites.ZH)), encoding="utf-8"
-        )
-        write_site(root, "shop02.example", report_sites.site_files(2, complaint=False))
-        now = json.loads(run("audit", *CHANGED, "--json", "--max-pages", "8", *connect).stdout)
-        write_site(
-            root,
-            "rogue.example",
-            {
-                "index.html": report_sites.page(
-                    1,
-                    "Rogue",
-                    "<p>shop</p>",
-                    f'<a href="http://{report_sites.OFFICIAL}/cert/ECT-2026-1000">'
-                    f'<img src="http://{report_sites.OFFICIAL}/badge/ECT-2026-1000.svg"></a>',
-                )
-            },
-        )
-        run("badge", "check", "http://rogue.example/", *connect)
-    yield {"run": run, "tmp": tmp, "db": db, "first": first["audits"], "now": now["audits"]}
+        run("sites", "import", str(tmp / "sites.csv"))
+        with SiteFarm(root) as farm:
+            connect = ["--connect-to", f"::127.0.0.1:{farm.port}", "-s", "DOWNLOAD_DELAY=0"]
+            first = json.loads(run("audit", "--all", "--json", "--max-pages", "8", *connect).stdout)
+            # the first round becomes last June's survey
+            execute(db, "UPDATE audits SET started_at = '2026-06-10 10:00:00.000000'")
+            run("reaudit", "--all")
+            write_site(root, "shop03.example", {**report_sites.site_files(3)})
+            (root / "shop03.example" / "index.html").write_text(
+                report_sites.page(
+                    3,
+                    "书城03",
+                    "<p>欢迎</p>",
+                    '<a href="/privacy.html">隐私政策</a> <a href="/complaints.html">投诉举报</a>',
+                ),
+                encoding="utf-8",
+            )
+            (root / "shop03.example" / "privacy.html").write_text(
+                report_sites.policy_page(3, list(report_sites.ZH)), encoding="utf-8"
+            )
+            write_site(root, "shop02.example", report_sites.site_files(2, complaint=False))
+            now = json.loads(run("audit", *CHANGED, "--json", "--max-pages", "8", *connect).stdout)
+            write_site(
+                root,
+                "rogue.example",
+                {
+                    "index.html": report_sites.page(
+                        1,
+                        "Rogue",
+                        "<p>shop</p>",
+                        f'<a href="http://{report_sites.OFFICIAL}/cert/ECT-2026-1000">'
+                        f'<img src="http://{report_sites.OFFICIAL}/badge/ECT-2026-1000.svg"></a>',
+                    )
+                },
+            )
+            run("badge", "check", "http://rogue.example/", *connect)
+        yield {"run": run, "tmp": tmp, "db": db, "first": first["audits"], "now": now["audits"]}
 
 
 def _latest_docs(world) -> dict[str, dict]:
