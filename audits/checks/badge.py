@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,7 @@ def certificate_id_in(url: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _skeleton(host: str) -> str:
     """Letters and digits of a host name, with the usual look-alike swaps undone."""
     with contextlib.suppress(UnicodeError):
@@ -72,15 +74,28 @@ def _skeleton(host: str) -> str:
     return "".join(ch for ch in host if ch.isalnum())
 
 
+@functools.lru_cache(maxsize=4096)
 def lookalike_of(host: str, official: tuple[str, ...]) -> str | None:
     """The official host ``host`` imitates, if any (verify-trust.example.com,
-    verify.trust.example.evil.test, vérify.trust.example, verlfy.trust.example …)."""
+    verify.trust.example.evil.test, vérify.trust.example, verlfy.trust.example …).
+
+    Cached: a shop links to the same few hosts from every page. ratio() <= quick_ratio() <=
+    real_quick_ratio(), so the cheap upper bounds only skip hosts that cannot match."""
     if not host or host in official:
         return None
     sk = _skeleton(host)
     for name in official:
         ref = _skeleton(name)
-        if ref and (ref in sk or SequenceMatcher(None, sk, ref).ratio() >= LOOKALIKE_RATIO):
+        if not ref:
+            continue
+        if ref in sk:
+            return name
+        m = SequenceMatcher(None, sk, ref)
+        if (
+            m.real_quick_ratio() >= LOOKALIKE_RATIO
+            and m.quick_ratio() >= LOOKALIKE_RATIO
+            and m.ratio() >= LOOKALIKE_RATIO
+        ):
             return name
     return None
 
