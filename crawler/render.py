@@ -468,9 +468,28 @@ def _bounded_handler() -> type:
             # crashed render itself, once, in a fresh context (site_audit._render_failed).
             self.config.target_closed_max_retries = 0
             self._inflight: set[asyncio.Future[Any]] = set()
+            self._started: asyncio.Future[None] | None = None
+
+        # Playwright's driver (a Node.js process, one per handler: http and https each have
+        # one) is started on the first rendered request, not when the engine starts: most
+        # shops render nothing, and two idle drivers cost ~150 MB for the whole crawl.
+        def _engine_started(self):  # type: ignore[no-untyped-def]
+            return None
+
+        async def _maybe_launch_in_thread(self) -> None:
+            return None
+
+        async def _start_driver(self) -> None:
+            if self._started is None:
+                self._started = asyncio.ensure_future(self._launch())
+            await asyncio.shield(self._started)
+
+        async def _started_then_download(self, request, spider):  # type: ignore[no-untyped-def]
+            await self._start_driver()
+            return await super()._download_request(request, spider)
 
         async def _download_request(self, request, spider=None):  # type: ignore[no-untyped-def]
-            inner = asyncio.ensure_future(super()._download_request(request, spider))
+            inner = asyncio.ensure_future(self._started_then_download(request, spider))
             self._inflight.add(inner)
             try:
                 return await asyncio.wait_for(inner, RENDER_DOWNLOAD_BUDGET_S)
