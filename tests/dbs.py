@@ -9,6 +9,7 @@ schema; it is dropped afterwards, so tests never see each other's data.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -80,12 +81,24 @@ def database_url(folder: Path, name: str = "ectrust.db") -> Iterator[str]:
         yield f"sqlite:///{folder / name}"
 
 
+def _as_sqlite_gives_it(value: Any) -> Any:
+    # Raw SQL on SQLite returns JSON columns as text; psycopg decodes json/jsonb. Tests read
+    # rows the same way on both: as the JSON text.
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
 def query(url: str, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Rows of ``sql`` (named ``:params``) as dicts, read straight from the test's database."""
+    """Rows of ``sql`` (named ``:params``) as dicts, read straight from the test's database
+    (JSON columns as JSON text on both backends)."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(text(sql), params or {})]
+            return [
+                {k: _as_sqlite_gives_it(v) for k, v in r._mapping.items()}
+                for r in conn.execute(text(sql), params or {})
+            ]
     finally:
         engine.dispose()
 

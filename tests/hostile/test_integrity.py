@@ -309,6 +309,7 @@ rules = load_rules()
 print("ready", flush=True)
 while True:
     judge_crawl(store, int(sys.argv[2]), rules, BlobStore(Path(sys.argv[3])), ())
+    print("judged", flush=True)
 """
 
 
@@ -328,6 +329,9 @@ def test_t31_kill_9_during_judging_leaves_all_or_nothing(env, cli, public, canar
              str(doc["crawl_id"]), str(env / "home")],
             env=env_vars(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        # One whole round first (it takes longer on PostgreSQL or a busy machine), then a
+        # kill at a random moment of the rounds after it.
+        assert proc.stdout.readline() == b"judged\n"
         time.sleep(rng.uniform(0.0, 0.8))
         proc.kill()
         proc.wait()
