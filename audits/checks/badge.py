@@ -234,6 +234,10 @@ def collect_sightings(
     from audits.pages import css_path
 
     out: list[Sighting] = []
+    # The same header and footer links are on every page: their words and addresses are
+    # judged once per site (both answers depend on nothing else).
+    hinted: dict[str, bool] = {}
+    kinds: dict[tuple[str, bool, bool], tuple[str | None, str | None]] = {}
     for page in site.html_pages():
         tree = page.tree
         if tree is None:
@@ -253,9 +257,13 @@ def collect_sightings(
             seen_imgs = [s for s in (examine_image(site, page, i, image_hint) for i in imgs) if s]
             image = next((s for s in seen_imgs if s.strong), seen_imgs[0] if seen_imgs else None)
             label = f"{a.text_content()} {a.get('title') or ''} {a.get('aria-label') or ''}"
-            kind, lookalike = _link_kind(
-                site, url, link_hint, image is not None, bool(search(image_hint, label[:500]))
-            )
+            words = label[:500]
+            if words not in hinted:
+                hinted[words] = bool(search(image_hint, words))
+            key = (url, image is not None, hinted[words])
+            if key not in kinds:
+                kinds[key] = _link_kind(site, url, link_hint, key[1], key[2])
+            kind, lookalike = kinds[key]
             if kind is None:
                 continue
             cert = certificate_id_in(url) if kind != "other" else None
