@@ -947,12 +947,14 @@ def ectrust_env(work: Path) -> dict[str, str]:
     return env
 
 
-def audits_done(db: Path) -> Callable[[], int]:
-    """A probe for the sampler: how many audits the benchmark database holds (read-only)."""
+def crawls_done(db: Path) -> Callable[[], int]:
+    """A probe for the sampler: how many sites the run has finished crawling (read-only;
+    judging follows each one as soon as it is stored)."""
 
     def probe() -> int:
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as c:
-            return int(c.execute("SELECT count(*) FROM audits").fetchone()[0])
+            sql = "SELECT count(*) FROM crawls WHERE status <> 'running'"
+            return int(c.execute(sql).fetchone()[0])
 
     return probe
 
@@ -992,7 +994,7 @@ def run_ectrust(
         stdout=stdout,
         stderr=stderr,
         server=server,
-        progress=audits_done(work / "b.db") if track_progress else None,
+        progress=crawls_done(work / "b.db") if track_progress else None,
     )
     if measured.returncode != 0:
         raise BenchError(f"ectrust audit exited with {measured.returncode}:\n{_tail(stderr)}")

@@ -32,6 +32,7 @@ from audits.models import Audit, Crawl, Site, Snapshot
 from audits.recovery import reconcile, runner_identity
 from audits.rulepack import RuleSet
 from crawler.netpolicy import parse_connect_to
+from ectrust import judgepool
 from ectrust.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -251,7 +252,9 @@ def run_audits(
     started = time.monotonic()
 
     def judge(crawl_id: int) -> None:
-        audit_id = judge_crawl(store, crawl_id, ruleset, blobs, settings.badge_hosts)
+        record(crawl_id, judge_crawl(store, crawl_id, ruleset, blobs, settings.badge_hosts))
+
+    def record(crawl_id: int, audit_id: int) -> None:
         audits[crawl_id] = audit_id
         if on_progress:
             with store.session(readonly=True) as session:
@@ -266,14 +269,44 @@ def run_audits(
                 },
             )
 
+    pool = (
+        judgepool.JudgePool(settings.db_url, ruleset, settings.home, settings.badge_hosts)
+        if judgepool.wanted(len(crawls))
+        else None
+    )
+
+    by_worker: list[int] = []
+
+    def collect(*, wait: bool = False) -> None:
+        assert pool is not None
+        for crawl_id, audit_id in pool.done(wait=wait):
+            if audit_id is None:  # the worker failed: judge here (unless it did write)
+                audit_id = judgepool.audit_of(store, crawl_id)
+            if audit_id is None:
+                judge(crawl_id)
+            else:
+                record(crawl_id, audit_id)
+                by_worker.append(crawl_id)
+
     previous_handlers = _forward_signals(run)
     try:
         for event in run.events():
             if event.get("event") == "crawl_done" and event.get("crawl_id") in pending:
                 if on_progress:
                     on_progress("crawled", {"domain": pending[event["crawl_id"]], **event})
-                judge(event["crawl_id"])
+                if pool is None:
+                    judge(event["crawl_id"])
+                    continue
+                collect()
+                if pool.has_room():
+                    pool.submit(event["crawl_id"])  # judged in the worker process
+                else:
+                    judge(event["crawl_id"])  # meanwhile, in this one
+        if pool is not None:
+            collect(wait=True)
     finally:
+        if pool is not None:
+            pool.close()
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
     missing = [cid for cid in pending if cid not in audits]
@@ -300,7 +333,12 @@ def run_audits(
             )
         for crawl_id in missing:
             judge(crawl_id)
-    logger.info("audited %d site(s) in %.1fs", len(audits), time.monotonic() - started)
+    logger.info(
+        "audited %d site(s) in %.1fs (%d judged by the judging worker)",
+        len(audits),
+        time.monotonic() - started,
+        len(by_worker),
+    )
     if run.terminated:
         raise Interrupted(
             f"stopped by a signal: {len(audits)} audit(s) recorded, crawls marked interrupted"
