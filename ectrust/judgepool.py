@@ -1,13 +1,15 @@
-"""A second judging process beside the CLI's own, for runs over many sites.
+"""A second judging process beside the CLI's own, for the end of runs over many sites.
 
 Judging is pure CPU (parsing, regexes, the clause model) and runs in the CLI process while
-the crawl child fetches. Over a few hundred sites it becomes the slower of the two: the crawl
-finishes and the run then waits for judging alone (bench/throughput.py). One extra process
-from the standard library's ProcessPoolExecutor judges every other finished crawl, so judging
-uses the second core too. Each judgement is still one transaction (audit, findings and
-manifest, or nothing), so a killed worker leaves no half audit; workers die with the CLI
-(PR_SET_PDEATHSIG) so none goes on writing after it, and they ignore SIGINT/SIGTERM: the CLI
-decides how a run stops and waits for the judgements in flight.
+the crawl child fetches. Over hundreds of sites it is the slower of the two: the crawl
+finishes and the run then waits for judging alone on one core (bench/throughput.py: 1,000
+sites crawled in 241 s, judged 270 s later). When the crawl process has exited (its memory
+freed, so the peak does not grow), one process from the standard library's
+ProcessPoolExecutor judges part of the backlog, on the second core. Each judgement is
+still one transaction (audit, findings and manifest, or nothing), so a killed worker leaves
+no half audit; workers die with the CLI (PR_SET_PDEATHSIG) so none goes on writing after
+it, and they ignore SIGINT/SIGTERM: the CLI decides how a run stops and waits for the
+judgements in flight.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from audits.models import Audit
 from audits.rulepack import RuleSet
 
 #: Below this many sites a run judges in the CLI process only (starting a worker costs
-#: about as much CPU as judging a few sites).
+#: about as much CPU as judging a few sites) …
 MIN_SITES = 16
+#: … and so it does when fewer than this many crawls are left to judge when the crawl ends.
+MIN_BACKLOG = 8
 
 
 @dataclass

@@ -269,11 +269,11 @@ def run_audits(
                 },
             )
 
-    pool = (
-        judgepool.JudgePool(settings.db_url, ruleset, settings.home, settings.badge_hosts)
-        if judgepool.wanted(len(crawls))
-        else None
-    )
+    # While the crawl runs, it has one core and judging here the other. Once the crawl
+    # process has exited (and freed its memory), a judging worker takes half of what is left
+    # to judge, so the end of a long run is not judged on one core alone.
+    pool: judgepool.JudgePool | None = None
+    want_pool = judgepool.wanted(len(crawls))
 
     by_worker: list[int] = []
 
@@ -294,6 +294,12 @@ def run_audits(
             if event.get("event") == "crawl_done" and event.get("crawl_id") in pending:
                 if on_progress:
                     on_progress("crawled", {"domain": pending[event["crawl_id"]], **event})
+                crawl_ended = run.proc is not None and run.proc.poll() is not None
+                backlog = len(pending) - len(audits)
+                if pool is None and want_pool and crawl_ended and backlog >= judgepool.MIN_BACKLOG:
+                    pool = judgepool.JudgePool(
+                        settings.db_url, ruleset, settings.home, settings.badge_hosts
+                    )
                 if pool is None:
                     judge(event["crawl_id"])
                     continue

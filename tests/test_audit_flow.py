@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -149,9 +150,9 @@ def test_audit_on_postgresql(pg_url, tmp_path, site_farm):
 
 
 def test_judging_worker_gives_the_same_audits(env, cli, site_farm, monkeypatch):
-    """Runs over many sites judge some of them in a second process (ectrust/judgepool.py):
-    every crawl still gets exactly one audit, with the findings the CLI process itself
-    gives, its manifest, and a clean evidence check."""
+    """Runs over many sites judge part of what is left when the crawl ends in a second
+    process (ectrust/judgepool.py): every crawl still gets exactly one audit, with the
+    findings the CLI process itself gives, its manifest, and a clean evidence check."""
     from ectrust import judgepool
 
     farm, root = site_farm
@@ -169,6 +170,18 @@ def test_judging_worker_gives_the_same_audits(env, cli, site_farm, monkeypatch):
     monkeypatch.setattr(judgepool, "MIN_SITES", 10_000)
     alone = audit_all()
     monkeypatch.setattr(judgepool, "MIN_SITES", 2)
+    monkeypatch.setattr(judgepool, "MIN_BACKLOG", 1)
+    # Judging here slowed down, so crawls are still waiting when the crawl process exits
+    # (the worker starts then); the worker itself judges at full speed.
+    from ectrust import pipeline
+
+    real_judge = pipeline.judge_crawl
+
+    def slow_judge(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(2)
+        return real_judge(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "judge_crawl", slow_judge)
     by_worker: list[int] = []
     done = judgepool.JudgePool.done
 
