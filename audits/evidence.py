@@ -35,8 +35,10 @@ class BlobStore:
             return digest
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
-        # mtime=0 keeps the compressed bytes reproducible for identical bodies.
-        packed = gzip.compress(data, compresslevel=6, mtime=0)
+        # mtime=0 keeps the compressed bytes reproducible for identical bodies. Level 1:
+        # on shop HTML it halves the crawl's compression time for ~1% more of the raw size
+        # (12.5% instead of 11.2%, bench/throughput.py's pages).
+        packed = gzip.compress(data, compresslevel=1, mtime=0)
         with open(tmp, "wb") as fh:
             fh.write(packed)
             if fsync:

@@ -62,7 +62,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -264,6 +264,7 @@ class Shop:
     phone: str
     categories: list[str]
     products: list[Product]
+    page_bytes: tuple[int, int] = (20_000, 40_000)  # each page's size is drawn from this range
 
 
 @dataclass
@@ -275,7 +276,9 @@ class Farm:
     seconds: float
 
 
-def _shop(index: int, catalogue_pages: int, rng: random.Random) -> Shop:
+def _shop(
+    index: int, catalogue_pages: int, rng: random.Random, page_bytes: tuple[int, int]
+) -> Shop:
     n_categories = max(1, catalogue_pages // 4)
     n_products = max(1, catalogue_pages - n_categories)
     categories = rng.sample(_CATEGORIES, min(n_categories, len(_CATEGORIES)))
@@ -302,6 +305,7 @@ def _shop(index: int, catalogue_pages: int, rng: random.Random) -> Shop:
         phone=f"400-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}",
         categories=categories,
         products=products,
+        page_bytes=page_bytes,
     )
 
 
@@ -365,7 +369,7 @@ def _page(shop: Shop, rng: random.Random, title: str, main: str, crumbs: str = "
         f"</div></div>\n<script>window.__INITIAL_STATE__ = {state};</script>\n"
         "</body>\n</html>\n"
     )
-    target = rng.randint(20_000, 40_000)
+    target = rng.randint(*shop.page_bytes)
     used = len(head.encode()) + len(main.encode()) + len(tail.encode())
     return head + main + _padding(rng, target, used) + tail
 
@@ -488,14 +492,20 @@ def shop_pages(shop: Shop, rng: random.Random) -> dict[str, str]:
     return pages
 
 
-def generate_farm(root: Path, sites: int, pages_per_site: int, seed: int = 1) -> Farm:
+def generate_farm(
+    root: Path,
+    sites: int,
+    pages_per_site: int,
+    seed: int = 1,
+    page_bytes: tuple[int, int] = (20_000, 40_000),
+) -> Farm:
     started = time.perf_counter()
     catalogue = max(2, pages_per_site - 1 - len(FIXED_PAGES))
     hosts: list[str] = []
     pages = total = 0
     for index in range(1, sites + 1):
         rng = random.Random(seed * 1_000_003 + index)
-        shop = _shop(index, catalogue, rng)
+        shop = _shop(index, catalogue, rng, page_bytes)
         site_dir = root / shop.host
         for rel, html in shop_pages(shop, rng).items():
             data = html.encode("utf-8")
@@ -741,9 +751,20 @@ class TreeSampler(threading.Thread):
     """Samples the summed RSS of a process and all its descendants every ``interval`` s, and
     when descendants were first and last seen (seconds after ``started``)."""
 
-    def __init__(self, pid: int, started: float, interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        pid: int,
+        started: float,
+        interval: float = 0.1,
+        progress: Callable[[], int] | None = None,
+    ) -> None:
         super().__init__(name="rss-sampler", daemon=True)
         self.pid, self.started, self.interval = pid, started, interval
+        # Optional: how far the measured command is (e.g. sites audited), read about once a
+        # second; ``series`` then holds (seconds, tree RSS bytes, progress) per reading.
+        self.progress = progress
+        self.series: list[tuple[float, int, int]] = []
+        self._samples = 0
         self.peak_tree = 0
         self.peak_single = 0
         self.max_procs = 0
@@ -783,6 +804,11 @@ class TreeSampler(threading.Thread):
                 self.cpu[p.pid][1] = t.user + t.system
         self.peak_tree = max(self.peak_tree, total)
         self.max_procs = max(self.max_procs, len(procs))
+        self._samples += 1
+        if self.progress is not None and self._samples % 10 == 1:
+            with contextlib.suppress(Exception):  # not there yet (database being created)
+                done = self.progress()
+                self.series.append((time.perf_counter() - self.started, total, done))
         if len(procs) > 1:
             now = time.perf_counter() - self.started
             if self.children_first is None:
@@ -807,6 +833,8 @@ class Measured:
     child_seen_from_s: float | None
     child_seen_until_s: float | None
     cpu_seconds_by_process: dict[str, float]
+    # (seconds, tree RSS bytes, progress) about once a second, when a progress probe was given
+    series: list[tuple[float, int, int]] = field(default_factory=list)
 
 
 def run_measured(
@@ -817,6 +845,7 @@ def run_measured(
     stdout: Path,
     stderr: Path,
     server: Server,
+    progress: Callable[[], int] | None = None,
 ) -> Measured:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before = server.cpu_seconds()
@@ -826,7 +855,7 @@ def run_measured(
         proc = subprocess.Popen(
             list(cmd), env=env, cwd=cwd, stdout=out, stderr=err, start_new_session=True
         )
-        sampler = TreeSampler(proc.pid, started)
+        sampler = TreeSampler(proc.pid, started, progress=progress)
         sampler.start()
         try:
             returncode = proc.wait()
@@ -852,6 +881,7 @@ def run_measured(
         cpu_seconds_by_process={
             f"{pid} {cmd}": round(cpu, 1) for pid, (cmd, cpu) in sampler.cpu.items()
         },
+        series=sampler.series,
     )
 
 
@@ -917,7 +947,21 @@ def ectrust_env(work: Path) -> dict[str, str]:
     return env
 
 
-def run_ectrust(work: Path, farm: Farm, server: Server, max_pages: int) -> tuple[Result, list[str]]:
+def crawls_done(db: Path) -> Callable[[], int]:
+    """A probe for the sampler: how many sites the run has finished crawling (read-only;
+    judging follows each one as soon as it is stored)."""
+
+    def probe() -> int:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as c:
+            sql = "SELECT count(*) FROM crawls WHERE status <> 'running'"
+            return int(c.execute(sql).fetchone()[0])
+
+    return probe
+
+
+def run_ectrust(
+    work: Path, farm: Farm, server: Server, max_pages: int, *, track_progress: bool = False
+) -> tuple[Result, list[str]]:
     env = ectrust_env(work)
     csv_path = work / "sites.csv"
     write_sites_csv(csv_path, farm.hosts)
@@ -943,7 +987,15 @@ def run_ectrust(work: Path, farm: Farm, server: Server, max_pages: int) -> tuple
     for key, value in CONCURRENCY.items():
         cmd += ["-s", f"{key}={json.dumps(value)}"]
     stdout, stderr = work / "ectrust-audit.json", work / "ectrust-audit.stderr"
-    measured = run_measured(cmd, env=env, cwd=work, stdout=stdout, stderr=stderr, server=server)
+    measured = run_measured(
+        cmd,
+        env=env,
+        cwd=work,
+        stdout=stdout,
+        stderr=stderr,
+        server=server,
+        progress=crawls_done(work / "b.db") if track_progress else None,
+    )
     if measured.returncode != 0:
         raise BenchError(f"ectrust audit exited with {measured.returncode}:\n{_tail(stderr)}")
     try:

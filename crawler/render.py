@@ -62,20 +62,35 @@ NOSCRIPT_HINT = re.compile(
 )
 
 
+_INVISIBLE = frozenset(("script", "style", "noscript", "template"))
+
+
 def _visible_text(root: Any) -> str:
     body = root.find("body")
     if body is None:
         return ""
+    # One walk: element texts (not of script, style …) in order, then all tails in order.
     parts: list[str] = []
+    tails: list[str] = []
     for el in body.iter():
-        if not isinstance(el.tag, str) or el.tag in ("script", "style", "noscript", "template"):
+        tag = el.tag
+        if not isinstance(tag, str):
             continue
-        if el.text:
+        if el.text and tag not in _INVISIBLE:
             parts.append(el.text)
-    for el in body.iter():
-        if isinstance(el.tag, str) and el.tail:
-            parts.append(el.tail)
+        if el.tail:
+            tails.append(el.tail)
+    parts.extend(tails)
     return " ".join(" ".join(parts).split())
+
+
+def _links_signal(root: Any) -> bool:
+    """Does any link's address or text name a footer page (privacy, complaints …)? Stops at
+    the first one (a typical shop page has a hundred links)."""
+    for a in root.iter("a"):
+        if FOOTER_SIGNAL.search(f"{a.get('href') or ''} {' '.join(a.itertext())}"):
+            return True
+    return False
 
 
 def render_reasons_apply(response: Response) -> bool:
@@ -126,8 +141,7 @@ def render_reasons(response: Response) -> list[str]:
         reasons.append("js_redirect")
     if SCRIPT_LINKS.search(inline):
         reasons.append("script_links")
-    links_text = " ".join(f"{a.get('href') or ''} {' '.join(a.itertext())}" for a in root.iter("a"))
-    if not FOOTER_SIGNAL.search(links_text) and not FOOTER_SIGNAL.search(text[-3000:]):
+    if not FOOTER_SIGNAL.search(text[-3000:]) and not _links_signal(root):
         reasons.append("no_footer_signals")
     return list(dict.fromkeys(reasons))
 
@@ -454,9 +468,28 @@ def _bounded_handler() -> type:
             # crashed render itself, once, in a fresh context (site_audit._render_failed).
             self.config.target_closed_max_retries = 0
             self._inflight: set[asyncio.Future[Any]] = set()
+            self._started: asyncio.Future[None] | None = None
+
+        # Playwright's driver (a Node.js process, one per handler: http and https each have
+        # one) is started on the first rendered request, not when the engine starts: most
+        # shops render nothing, and two idle drivers cost ~150 MB for the whole crawl.
+        def _engine_started(self):  # type: ignore[no-untyped-def]
+            return None
+
+        async def _maybe_launch_in_thread(self) -> None:
+            return None
+
+        async def _start_driver(self) -> None:
+            if self._started is None:
+                self._started = asyncio.ensure_future(self._launch())
+            await asyncio.shield(self._started)
+
+        async def _started_then_download(self, request, spider):  # type: ignore[no-untyped-def]
+            await self._start_driver()
+            return await super()._download_request(request, spider)
 
         async def _download_request(self, request, spider=None):  # type: ignore[no-untyped-def]
-            inner = asyncio.ensure_future(super()._download_request(request, spider))
+            inner = asyncio.ensure_future(self._started_then_download(request, spider))
             self._inflight.add(inner)
             try:
                 return await asyncio.wait_for(inner, RENDER_DOWNLOAD_BUDGET_S)

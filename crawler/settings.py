@@ -35,6 +35,9 @@ REACTOR_THREADPOOL_MAXSIZE = 20
 # response, which measurably slowed crawls (bench/crawl.py).
 CONCURRENT_ITEMS = 8
 CLOSESPIDER_TIMEOUT = 45 * 60
+# Sites crawled at once (crawler/spiders/site_audit.py); 0: twice what the downloader can
+# serve at once, CONCURRENT_REQUESTS / CONCURRENT_REQUESTS_PER_DOMAIN.
+ECTRUST_SITE_WINDOW = 0
 URLLENGTH_LIMIT = 2000
 
 # Only HTTP(S); no local files, data:, ftp or s3 (RELIABILITY.md T18).

@@ -2,4 +2,6 @@
 
 from ectrust.cli import app
 
-app(prog_name="ectrust")
+# Guarded: a spawned judging worker (ectrust/judgepool.py) imports this module again.
+if __name__ == "__main__":
+    app(prog_name="ectrust")

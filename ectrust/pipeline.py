@@ -32,6 +32,7 @@ from audits.models import Audit, Crawl, Site, Snapshot
 from audits.recovery import reconcile, runner_identity
 from audits.rulepack import RuleSet
 from crawler.netpolicy import parse_connect_to
+from ectrust import judgepool
 from ectrust.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -258,14 +259,19 @@ def run_audits(
     started = time.monotonic()
 
     def judge(crawl_id: int) -> None:
-        audit_id = judge_crawl(
-            store,
+        record(
             crawl_id,
-            ruleset,
-            blobs,
-            settings.badge_hosts,
-            job_key=(job_keys or {}).get(pending[crawl_id]),
+            judge_crawl(
+                store,
+                crawl_id,
+                ruleset,
+                blobs,
+                settings.badge_hosts,
+                job_key=(job_keys or {}).get(pending[crawl_id]),
+            ),
         )
+
+    def record(crawl_id: int, audit_id: int) -> None:
         audits[crawl_id] = audit_id
         if on_progress:
             with store.session(readonly=True) as session:
@@ -280,14 +286,51 @@ def run_audits(
                 },
             )
 
+    # While the crawl runs, it has one core and judging here the other. Once the crawl
+    # process has exited (and freed its memory), a judging worker takes half of what is left
+    # to judge, so the end of a long run is not judged on one core alone.
+    pool: judgepool.JudgePool | None = None
+    # A distributed job's audit is recorded under its job key here (the pool knows none).
+    want_pool = judgepool.wanted(len(crawls)) and not job_keys
+
+    by_worker: list[int] = []
+
+    def collect(*, wait: bool = False) -> None:
+        assert pool is not None
+        for crawl_id, audit_id in pool.done(wait=wait):
+            if audit_id is None:  # the worker failed: judge here (unless it did write)
+                audit_id = judgepool.audit_of(store, crawl_id)
+            if audit_id is None:
+                judge(crawl_id)
+            else:
+                record(crawl_id, audit_id)
+                by_worker.append(crawl_id)
+
     previous_handlers = _forward_signals(run)
     try:
         for event in run.events():
             if event.get("event") == "crawl_done" and event.get("crawl_id") in pending:
                 if on_progress:
                     on_progress("crawled", {"domain": pending[event["crawl_id"]], **event})
-                judge(event["crawl_id"])
+                crawl_ended = run.proc is not None and run.proc.poll() is not None
+                backlog = len(pending) - len(audits)
+                if pool is None and want_pool and crawl_ended and backlog >= judgepool.MIN_BACKLOG:
+                    pool = judgepool.JudgePool(
+                        settings.db_url, ruleset, settings.home, settings.badge_hosts
+                    )
+                if pool is None:
+                    judge(event["crawl_id"])
+                    continue
+                collect()
+                if pool.has_room():
+                    pool.submit(event["crawl_id"])  # judged in the worker process
+                else:
+                    judge(event["crawl_id"])  # meanwhile, in this one
+        if pool is not None:
+            collect(wait=True)
     finally:
+        if pool is not None:
+            pool.close()
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
     missing = [cid for cid in pending if cid not in audits]
@@ -314,7 +357,12 @@ def run_audits(
             )
         for crawl_id in missing:
             judge(crawl_id)
-    logger.info("audited %d site(s) in %.1fs", len(audits), time.monotonic() - started)
+    logger.info(
+        "audited %d site(s) in %.1fs (%d judged by the judging worker)",
+        len(audits),
+        time.monotonic() - started,
+        len(by_worker),
+    )
     if run.terminated:
         raise Interrupted(
             f"stopped by a signal: {len(audits)} audit(s) recorded, crawls marked interrupted"

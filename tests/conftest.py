@@ -7,9 +7,7 @@ a local server with --connect-to.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,19 +17,25 @@ from typer.testing import CliRunner
 
 from ectrust.cli import app
 from ectrust.sitefarm import SiteFarm
+from tests.dbs import database_url, pg_schema_url
 
 DEMO_SITES = Path(__file__).resolve().parent.parent / "ectrust" / "demo" / "sites"
 DEMO_CSV = DEMO_SITES.parent / "sites.csv"
 TEST_SITES = Path(__file__).resolve().parent / "sites"
-PG_URL = os.environ.get("ECTRUST_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REQUIRE_SERVICES = os.environ.get("ECTRUST_REQUIRE_SERVICES") == "1"
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def db_url(tmp_path: Path) -> Iterator[str]:
+    """This test's private database on the backend ECTRUST_TEST_DB picks (tests/dbs.py)."""
+    with database_url(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str) -> Path:
     """A fresh ECTRUST_DB / ECTRUST_HOME in a temporary folder (also the working dir)."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ECTRUST_DB", f"sqlite:///{tmp_path / 'ectrust.db'}")
+    monkeypatch.setenv("ECTRUST_DB", db_url)
     monkeypatch.setenv("ECTRUST_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("ECTRUST_BADGE_HOSTS", "verify.trust.example")
     monkeypatch.delenv("ECTRUST_CONNECT_TO", raising=False)
@@ -90,22 +94,6 @@ def copy_test_site(root: Path, name: str, host: str | None = None) -> None:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A private schema in the local PostgreSQL test database."""
-    from sqlalchemy import create_engine, text
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(PG_URL)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:
-        engine.dispose()
-        if REQUIRE_SERVICES:
-            pytest.fail(f"PostgreSQL required (ECTRUST_REQUIRE_SERVICES=1) but unusable: {exc}")
-        pytest.skip(f"PostgreSQL not available: {exc}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+    """A private schema in the local PostgreSQL test database (whatever ECTRUST_TEST_DB says)."""
+    with pg_schema_url() as url:
+        yield url

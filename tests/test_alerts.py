@@ -20,8 +20,8 @@ NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(env):
-    store = Store(f"sqlite:///{env / 'alerts.db'}")
+def store(env, db_url):
+    store = Store(db_url)
     with store.session() as s:
         site = Site(domain="shop.example", start_url="http://shop.example/", name="Shop")
         s.add(site)

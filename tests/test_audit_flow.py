@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
 from tests.conftest import write_site
+from tests.dbs import query
 
 HOSTILE = """<html lang="zh-CN"><head><meta charset="utf-8">
 <title>&lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt;</title></head><body>
@@ -144,3 +147,60 @@ def test_audit_on_postgresql(pg_url, tmp_path, site_farm):
     assert doc["privacy_policy"]["clicks_from_home"] == 1
     again = json.loads(run("reaudit", str(doc["audit_id"]), "--json").stdout)["audits"][0]
     assert comparable(again) == comparable(doc)
+
+
+def test_judging_worker_gives_the_same_audits(env, cli, site_farm, monkeypatch):
+    """Runs over many sites judge part of what is left when the crawl ends in a second
+    process (ectrust/judgepool.py): every crawl still gets exactly one audit, with the
+    findings the CLI process itself gives, its manifest, and a clean evidence check."""
+    from ectrust import judgepool
+
+    farm, root = site_farm
+    domains = [f"shop{i}.example" for i in range(6)]
+    for i, domain in enumerate(domains):
+        policy = POLICY if i % 2 == 0 else POLICY.replace("隐私政策", "关于我们")
+        write_site(root, domain, {"index.html": HOSTILE, "privacy.html": policy})
+        cli("sites", "add", domain, "--url", f"http://{domain}/")
+    connect = ["--connect-to", f"::127.0.0.1:{farm.port}", "-s", "DOWNLOAD_DELAY=0"]
+
+    def audit_all() -> dict[str, list[tuple]]:
+        docs = cli.json("audit", "--all", "--json", *connect)["audits"]
+        return {d["domain"]: comparable(d) for d in docs}
+
+    monkeypatch.setattr(judgepool, "MIN_SITES", 10_000)
+    alone = audit_all()
+    monkeypatch.setattr(judgepool, "MIN_SITES", 2)
+    monkeypatch.setattr(judgepool, "MIN_BACKLOG", 1)
+    # Judging here slowed down, so crawls are still waiting when the crawl process exits
+    # (the worker starts then); the worker itself judges at full speed.
+    from ectrust import pipeline
+
+    real_judge = pipeline.judge_crawl
+
+    def slow_judge(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(2)
+        return real_judge(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "judge_crawl", slow_judge)
+    by_worker: list[int] = []
+    done = judgepool.JudgePool.done
+
+    def spy(self, *, wait: bool = False):  # type: ignore[no-untyped-def]
+        out = done(self, wait=wait)
+        by_worker.extend(audit_id for _, audit_id in out if audit_id is not None)
+        return out
+
+    monkeypatch.setattr(judgepool.JudgePool, "done", spy)
+    pooled = audit_all()
+    assert sorted(alone) == sorted(pooled) == sorted(domains)
+    for domain in domains:  # ids differ, judgements do not
+        assert [f[:2] for f in pooled[domain]] == [f[:2] for f in alone[domain]], domain
+    assert by_worker  # the worker process did judge some of them
+    rows = query(
+        os.environ["ECTRUST_DB"],
+        "select c.id, count(a.id) n from crawls c left join audits a on a.crawl_id = c.id "
+        "group by c.id",
+    )
+    assert len(rows) == 12 and {r["n"] for r in rows} == {1}
+    verify = cli.json("evidence", "verify", "--json")
+    assert len(verify["audits"]) == 12 and {a["status"] for a in verify["audits"]} == {"ok"}

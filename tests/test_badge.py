@@ -15,6 +15,7 @@ from crawler.links import POLICY_PATHS
 from ectrust.cli import app
 from ectrust.sitefarm import SiteFarm
 from tests import badge_sites
+from tests.dbs import database_url
 
 
 @pytest.fixture(scope="module")
@@ -24,25 +25,33 @@ def world(tmp_path_factory):
     root = tmp / "farm"
     csv = tmp / "sites.csv"
     csv.write_text(badge_sites.build(root), encoding="utf-8")
-    env = {
-        "ECTRUST_DB": f"sqlite:///{tmp / 'ectrust.db'}",
-        "ECTRUST_HOME": str(tmp / "home"),
-        "ECTRUST_BADGE_HOSTS": badge_sites.OFFICIAL,
-        "ECTRUST_CONNECT_TO": "",
-    }
-    runner = CliRunner(env=env)
+    with database_url(tmp) as db:
+        env = {
+            "ECTRUST_DB": db,
+            "ECTRUST_HOME": str(tmp / "home"),
+            "ECTRUST_BADGE_HOSTS": badge_sites.OFFICIAL,
+            "ECTRUST_CONNECT_TO": "",
+        }
+        runner = CliRunner(env=env)
 
-    def run(*args: str, expect: int = 0):  # type: ignore[no-untyped-def]
-        result = runner.invoke(app, list(args), catch_exceptions=False)
-        assert result.exit_code == expect, (args, result.stdout, result.stderr)
-        return result
+        def run(*args: str, expect: int = 0):  # type: ignore[no-untyped-def]
+            result = runner.invoke(app, list(args), catch_exceptions=False)
+            assert result.exit_code == expect, (args, result.stdout, result.stderr)
+            return result
 
-    run("sites", "import", str(csv))
-    with SiteFarm(root) as farm:
-        connect = ["--connect-to", f"::127.0.0.1:{farm.port}", "-s", "DOWNLOAD_DELAY=0"]
-        result = run("audit", "--all", "--json", "--max-pages", "5", *connect)
-        docs = {d["domain"]: d for d in json.loads(result.stdout)["audits"]}
-        yield {"docs": docs, "run": run, "farm": farm, "connect": connect, "env": env, "tmp": tmp}
+        run("sites", "import", str(csv))
+        with SiteFarm(root) as farm:
+            connect = ["--connect-to", f"::127.0.0.1:{farm.port}", "-s", "DOWNLOAD_DELAY=0"]
+            result = run("audit", "--all", "--json", "--max-pages", "5", *connect)
+            docs = {d["domain"]: d for d in json.loads(result.stdout)["audits"]}
+            yield {
+                "docs": docs,
+                "run": run,
+                "farm": farm,
+                "connect": connect,
+                "env": env,
+                "tmp": tmp,
+            }
 
 
 def badge_finding(doc: dict) -> dict:

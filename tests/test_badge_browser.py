@@ -52,7 +52,7 @@ def shots(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def server(tmp_path: Path):  # type: ignore[no-untyped-def]
+def server(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
     from waitress.server import create_server
 
     from ectrust.web import create_app
@@ -71,7 +71,7 @@ def server(tmp_path: Path):  # type: ignore[no-untyped-def]
         encoding="utf-8",
     )
     settings = Settings(
-        db_url=f"sqlite:///{tmp_path / 'e.db'}",
+        db_url=db_url,
         home=tmp_path / "home",
         badge_hosts=("verify.trust.example",),
     )

@@ -4,6 +4,7 @@ history, expiry from dates, the public pages' escaping and headers, and the migr
 from __future__ import annotations
 
 import io
+import os
 from datetime import date
 
 import pytest
@@ -69,7 +70,7 @@ def test_expiry_is_computed_from_dates_and_history_is_append_only(env, cli):
     from audits.db import Store
     from audits.sightings import record_sighting
 
-    store = Store(f"sqlite:///{env / 'ectrust.db'}")
+    store = Store(os.environ["ECTRUST_DB"])
     with store.session() as session:
         assert record_sighting(
             session,
@@ -159,14 +160,14 @@ def test_raster_copies_match_and_unrelated_images_do_not(fmt, scale, quality):
     assert match_image(b"not an image") is None
 
 
-def test_migration_keeps_existing_data(tmp_path):
+def test_migration_keeps_existing_data(db_url):
     """0001 database with data, upgraded: rows kept, observed-site flag defaults to true."""
     from alembic import command
     from sqlalchemy import create_engine
 
     from audits.db import _alembic_config, upgrade_schema
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+    url = db_url
     engine = create_engine(url)
     with engine.begin() as conn:
         command.upgrade(_alembic_config(conn), "0001")

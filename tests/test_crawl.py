@@ -4,10 +4,11 @@ address policy. Traffic stays on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
 
 from ectrust.sitefarm import SiteFarm
 from tests.conftest import write_site
+from tests.dbs import query
 
 HOME = """<html lang="zh-CN"><head><meta charset="utf-8"><title>{title}</title></head>
 <body><nav>{links}</nav><p>欢迎光临本店，精选好物每日上新。</p>
@@ -19,16 +20,12 @@ def page(title: str = "店铺", links: str = "", footer: str = "") -> str:
 
 
 def snapshots(env, domain: str) -> list[dict]:
-    with sqlite3.connect(env / "ectrust.db") as conn:
-        conn.row_factory = sqlite3.Row
-        return [
-            dict(r)
-            for r in conn.execute(
-                "select s.* from snapshots s join crawls c on c.id = s.crawl_id "
-                "join sites t on t.id = c.site_id where t.domain = ? order by s.id",
-                (domain,),
-            )
-        ]
+    return query(
+        os.environ["ECTRUST_DB"],
+        "select s.* from snapshots s join crawls c on c.id = s.crawl_id "
+        "join sites t on t.id = c.site_id where t.domain = :d order by s.id",
+        {"d": domain},
+    )
 
 
 def audit(cli, farm: SiteFarm, *domains: str, extra: tuple[str, ...] = ()) -> list[dict]:

@@ -24,30 +24,32 @@ def demo_audit(tmp_path_factory):
     from ectrust.cli import app
     from ectrust.sitefarm import SiteFarm
     from tests.conftest import DEMO_SITES
+    from tests.dbs import database_url
 
     tmp = tmp_path_factory.mktemp("demo")
-    env = {
-        "ECTRUST_DB": f"sqlite:///{tmp / 'ectrust.db'}",
-        "ECTRUST_HOME": str(tmp / "home"),
-        "ECTRUST_BADGE_HOSTS": "verify.trust.example",
-        "ECTRUST_CONNECT_TO": "",
-    }
-    runner = CliRunner(env=env)
-    assert runner.invoke(app, ["sites", "import", str(DEMO_CSV)]).exit_code == 0
-    with SiteFarm(DEMO_SITES) as farm:
-        result = runner.invoke(
-            app,
-            [
-                "audit",
-                "--all",
-                "--json",
-                "--connect-to",
-                f"::127.0.0.1:{farm.port}",
-                "-s",
-                "DOWNLOAD_DELAY=0",
-            ],
-        )
-        requests = list(farm.requests)
+    with database_url(tmp) as db:
+        env = {
+            "ECTRUST_DB": db,
+            "ECTRUST_HOME": str(tmp / "home"),
+            "ECTRUST_BADGE_HOSTS": "verify.trust.example",
+            "ECTRUST_CONNECT_TO": "",
+        }
+        runner = CliRunner(env=env)
+        assert runner.invoke(app, ["sites", "import", str(DEMO_CSV)]).exit_code == 0
+        with SiteFarm(DEMO_SITES) as farm:
+            result = runner.invoke(
+                app,
+                [
+                    "audit",
+                    "--all",
+                    "--json",
+                    "--connect-to",
+                    f"::127.0.0.1:{farm.port}",
+                    "-s",
+                    "DOWNLOAD_DELAY=0",
+                ],
+            )
+            requests = list(farm.requests)
     assert result.exit_code == 0, result.stderr
     docs = {d["domain"]: d for d in json.loads(result.stdout)["audits"]}
     return docs, requests

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+import os
+
+from tests.dbs import query
 
 HEADER = "domain,name,start_url,industry,status,certificate_id,badge,valid_from,valid_until\n"
 GOOD = (
@@ -14,9 +15,9 @@ GOOD = (
 )
 
 
-def rows(db: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
+def rows(sql: str) -> list[tuple]:
+    """``sql``'s rows as tuples, read from this test's database (ECTRUST_DB)."""
+    return [tuple(r.values()) for r in query(os.environ["ECTRUST_DB"], sql)]
 
 
 def test_import_is_idempotent_and_lists_sites(env, cli):
@@ -25,8 +26,8 @@ def test_import_is_idempotent_and_lists_sites(env, cli):
     assert "3 sites added" in first and "2 certificates added" in first
     again = cli("sites", "import", "sites.csv").stdout
     assert "0 sites added" in again and "3 unchanged" in again and "0 changed" in again
-    assert rows(env / "ectrust.db", "select count(*) from sites") == [(3,)]
-    assert rows(env / "ectrust.db", "select count(*) from certificate_events") == [(2,)]
+    assert rows("select count(*) from sites") == [(3,)]
+    assert rows("select count(*) from certificate_events") == [(2,)]
 
     listed = {s["domain"]: s for s in cli.json("sites", "list", "--json")}
     assert listed["books.example"]["status"] == "certified"
@@ -53,7 +54,6 @@ def test_changed_certificate_appends_history(env, cli):
     (env / "sites.csv").write_text(suspended, encoding="utf-8")
     assert "1 changed" in cli("sites", "import", "sites.csv").stdout
     history = rows(
-        env / "ectrust.db",
         "select e.status from certificate_events e join "
         "certificates c on c.id = e.certificate_id where c.cert_id = 'ECT-2024-0001' "
         "order by e.id",
@@ -70,7 +70,7 @@ def test_bad_row_names_its_line_and_writes_nothing(env, cli):
     cli("init")
     result = cli("sites", "import", "sites.csv", expect=2)
     assert "sites.csv:5:" in result.stderr and "badge 'purple'" in result.stderr
-    assert rows(env / "ectrust.db", "select count(*) from sites") == [(0,)]
+    assert rows("select count(*) from sites") == [(0,)]
 
 
 def test_every_problem_is_reported(env, cli):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -24,6 +23,7 @@ from crawler.netpolicy import parse_connect_to
 from crawler.render import browser_problem
 from ectrust.sitefarm import SiteFarm
 from tests.conftest import write_site
+from tests.dbs import query
 
 pytestmark = [
     pytest.mark.skipif(
@@ -70,29 +70,21 @@ def static_page(title: str, body: str) -> str:
 
 
 def snapshots(env: Path, domain: str) -> list[dict]:
-    with sqlite3.connect(env / "ectrust.db") as conn:
-        conn.row_factory = sqlite3.Row
-        return [
-            dict(r)
-            for r in conn.execute(
-                "select s.* from snapshots s join crawls c on c.id = s.crawl_id "
-                "join sites t on t.id = c.site_id where t.domain = ? order by s.id",
-                (domain,),
-            )
-        ]
+    return query(
+        os.environ["ECTRUST_DB"],
+        "select s.* from snapshots s join crawls c on c.id = s.crawl_id "
+        "join sites t on t.id = c.site_id where t.domain = :d order by s.id",
+        {"d": domain},
+    )
 
 
 def screenshots(env: Path, domain: str) -> list[dict]:
-    with sqlite3.connect(env / "ectrust.db") as conn:
-        conn.row_factory = sqlite3.Row
-        return [
-            dict(r)
-            for r in conn.execute(
-                "select s.* from screenshots s join crawls c on c.id = s.crawl_id "
-                "join sites t on t.id = c.site_id where t.domain = ? order by s.id",
-                (domain,),
-            )
-        ]
+    return query(
+        os.environ["ECTRUST_DB"],
+        "select s.* from screenshots s join crawls c on c.id = s.crawl_id "
+        "join sites t on t.id = c.site_id where t.domain = :d order by s.id",
+        {"d": domain},
+    )
 
 
 def by_url(snaps: list[dict]) -> dict[str, dict]:

@@ -13,7 +13,6 @@ import gzip
 import itertools
 import json
 import shutil
-import sqlite3
 import subprocess
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ from ectrust.sitefarm import SiteFarm
 from tests import report_sites
 from tests.alert_receivers import WebhookReceiver
 from tests.conftest import Cli, write_site
+from tests.dbs import database_url, query
 from tests.test_reports import _assert_inert
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -70,6 +70,11 @@ def history(tmp_path_factory):
         for line in registry.splitlines()
     )
     (tmp / "sites.csv").write_text(registry + "\n", encoding="utf-8")
+    with database_url(tmp) as db:
+        yield _build_history(tmp, root, db)
+
+
+def _build_history(tmp: Path, root: Path, db: str) -> dict:
     cli = Cli()
     audits: dict[str, list[dict]] = {}
     with (
@@ -77,7 +82,7 @@ def history(tmp_path_factory):
         SiteFarm(root) as farm,
         WebhookReceiver() as hook,
     ):
-        mp.setenv("ECTRUST_DB", f"sqlite:///{tmp / 'ectrust.db'}")
+        mp.setenv("ECTRUST_DB", db)
         mp.setenv("ECTRUST_HOME", str(tmp / "home"))
         mp.setenv("ECTRUST_BADGE_HOSTS", report_sites.OFFICIAL)
         mp.setenv("ECTRUST_CONNECT_TO", f"::127.0.0.1:{farm.port}")
@@ -106,8 +111,9 @@ def history(tmp_path_factory):
         "audits": audits,
         "due_runs": due_runs,
         "webhook_posts": webhook_posts,
+        "db": db,
         "env": {
-            "ECTRUST_DB": f"sqlite:///{tmp / 'ectrust.db'}",
+            "ECTRUST_DB": db,
             "ECTRUST_HOME": str(tmp / "home"),
             "ECTRUST_BADGE_HOSTS": report_sites.OFFICIAL,
         },
@@ -162,17 +168,27 @@ def _expected(history) -> dict:
     return {"regressions": regressions, "badge": badge, "rechecked": rechecked}
 
 
-def _db_checks(history) -> list[tuple[str, str, str, str]]:
-    with sqlite3.connect(history["tmp"] / "ectrust.db") as conn:
-        return conn.execute(
-            "SELECT sites.domain, scheduled_for, started_at, status FROM scheduled_checks "
-            "JOIN sites ON sites.id = scheduled_checks.site_id"
-        ).fetchall()
+def _db_checks(history) -> list[tuple[str, datetime, datetime, str]]:
+    rows = query(
+        history["db"],
+        "SELECT sites.domain, scheduled_for, started_at, status FROM scheduled_checks "
+        "JOIN sites ON sites.id = scheduled_checks.site_id",
+    )
+    return [
+        (r["domain"], _when(r["scheduled_for"]), _when(r["started_at"]), r["status"])
+        for r in rows
+    ]
 
 
-def _hours(a: str, b: str) -> float:
-    fmt = "%Y-%m-%d %H:%M:%S.%f"
-    return (datetime.strptime(b[:26], fmt) - datetime.strptime(a[:26], fmt)).total_seconds() / 3600
+def _when(value: str | datetime) -> datetime:
+    """A timestamp as either backend gives it raw (SQLite: text; PostgreSQL: datetime)."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    return datetime.strptime(value[:26], "%Y-%m-%d %H:%M:%S.%f")
+
+
+def _hours(a: datetime, b: datetime) -> float:
+    return (b - a).total_seconds() / 3600
 
 
 def test_history_is_realistic(history):
@@ -330,26 +346,19 @@ def test_html_and_pdf_in_both_languages_inert(history, lang):
 def test_tampered_evidence_is_flagged(history, tmp_path):
     """Change one stored body (shop04's policy page, quoted by its regression): the report
     says so next to that evidence, in the method section, and in JSON and CSV."""
+    # The report only reads the database: a copy of the evidence files keeps the tampering
+    # away from the other tests of this module.
     home = tmp_path / "home"
     shutil.copytree(history["tmp"] / "home", home)
-    # the SQLite backup API: a plain file copy would miss what is still in the WAL
-    with (
-        sqlite3.connect(history["tmp"] / "ectrust.db") as src,
-        sqlite3.connect(tmp_path / "ectrust.db") as dst,
-    ):
-        src.backup(dst)
-    env = {
-        **history["env"],
-        "ECTRUST_DB": f"sqlite:///{tmp_path / 'ectrust.db'}",
-        "ECTRUST_HOME": str(home),
-    }
+    env = {**history["env"], "ECTRUST_HOME": str(home)}
     first = history["audits"]["shop04.example"][0]
-    with sqlite3.connect(tmp_path / "ectrust.db") as conn:
-        (digest,) = conn.execute(
-            "SELECT content_hash FROM snapshots JOIN audits "
-            "ON audits.crawl_id = snapshots.crawl_id WHERE audits.id = ? AND snapshots.url = ?",
-            (first["audit_id"], "http://shop04.example/privacy.html"),
-        ).fetchone()
+    (row,) = query(
+        history["db"],
+        "SELECT content_hash FROM snapshots JOIN audits "
+        "ON audits.crawl_id = snapshots.crawl_id WHERE audits.id = :audit AND snapshots.url = :url",
+        {"audit": first["audit_id"], "url": "http://shop04.example/privacy.html"},
+    )
+    digest = row["content_hash"]
     from audits.evidence import BlobStore
 
     path = BlobStore(home).path_for(digest)

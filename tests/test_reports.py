@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ectrust.sitefarm import SiteFarm
 from reports.data import CLAUSES
 from tests import report_sites
 from tests.conftest import write_site
+from tests.dbs import database_url, execute, query
 
 CHANGED = ("shop03.example", "shop02.example")  # policy added; complaint link removed
 
@@ -30,57 +30,57 @@ def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reports")
     root = tmp / "farm"
     (tmp / "sites.csv").write_text(report_sites.build(root), encoding="utf-8")
-    db = tmp / "ectrust.db"
-    env = {
-        "ECTRUST_DB": f"sqlite:///{db}",
-        "ECTRUST_HOME": str(tmp / "home"),
-        "ECTRUST_BADGE_HOSTS": report_sites.OFFICIAL,
-        "ECTRUST_CONNECT_TO": "",
-    }
-    runner = CliRunner(env=env)
+    with database_url(tmp) as db:
+        env = {
+            "ECTRUST_DB": db,
+            "ECTRUST_HOME": str(tmp / "home"),
+            "ECTRUST_BADGE_HOSTS": report_sites.OFFICIAL,
+            "ECTRUST_CONNECT_TO": "",
+        }
+        runner = CliRunner(env=env)
 
-    def run(*args: str, expect: int = 0):  # type: ignore[no-untyped-def]
-        result = runner.invoke(app, list(args), catch_exceptions=False)
-        assert result.exit_code == expect, (args, result.stdout, result.stderr)
-        return result
+        def run(*args: str, expect: int = 0):  # type: ignore[no-untyped-def]
+            result = runner.invoke(app, list(args), catch_exceptions=False)
+            assert result.exit_code == expect, (args, result.stdout, result.stderr)
+            return result
 
-    run("sites", "import", str(tmp / "sites.csv"))
-    with SiteFarm(root) as farm:
-        connect = ["--connect-to", f"::127.0.0.1:{farm.port}", "-s", "DOWNLOAD_DELAY=0"]
-        first = json.loads(run("audit", "--all", "--json", "--max-pages", "8", *connect).stdout)
-        with sqlite3.connect(db) as conn:  # the first round becomes last June's survey
-            conn.execute("UPDATE audits SET started_at = '2026-06-10 10:00:00.000000'")
-        run("reaudit", "--all")
-        write_site(root, "shop03.example", {**report_sites.site_files(3)})
-        (root / "shop03.example" / "index.html").write_text(
-            report_sites.page(
-                3,
-                "书城03",
-                "<p>欢迎</p>",
-                '<a href="/privacy.html">隐私政策</a> <a href="/complaints.html">投诉举报</a>',
-            ),
-            encoding="utf-8",
-        )
-        (root / "shop03.example" / "privacy.html").write_text(
-            report_sites.policy_page(3, list(report_sites.ZH)), encoding="utf-8"
-        )
-        write_site(root, "shop02.example", report_sites.site_files(2, complaint=False))
-        now = json.loads(run("audit", *CHANGED, "--json", "--max-pages", "8", *connect).stdout)
-        write_site(
-            root,
-            "rogue.example",
-            {
-                "index.html": report_sites.page(
-                    1,
-                    "Rogue",
-                    "<p>shop</p>",
-                    f'<a href="http://{report_sites.OFFICIAL}/cert/ECT-2026-1000">'
-                    f'<img src="http://{report_sites.OFFICIAL}/badge/ECT-2026-1000.svg"></a>',
-                )
-            },
-        )
-        run("badge", "check", "http://rogue.example/", *connect)
-    yield {"run": run, "tmp": tmp, "db": db, "first": first["audits"], "now": now["audits"]}
+        run("sites", "import", str(tmp / "sites.csv"))
+        with SiteFarm(root) as farm:
+            connect = ["--connect-to", f"::127.0.0.1:{farm.port}", "-s", "DOWNLOAD_DELAY=0"]
+            first = json.loads(run("audit", "--all", "--json", "--max-pages", "8", *connect).stdout)
+            # the first round becomes last June's survey
+            execute(db, "UPDATE audits SET started_at = '2026-06-10 10:00:00.000000'")
+            run("reaudit", "--all")
+            write_site(root, "shop03.example", {**report_sites.site_files(3)})
+            (root / "shop03.example" / "index.html").write_text(
+                report_sites.page(
+                    3,
+                    "书城03",
+                    "<p>欢迎</p>",
+                    '<a href="/privacy.html">隐私政策</a> <a href="/complaints.html">投诉举报</a>',
+                ),
+                encoding="utf-8",
+            )
+            (root / "shop03.example" / "privacy.html").write_text(
+                report_sites.policy_page(3, list(report_sites.ZH)), encoding="utf-8"
+            )
+            write_site(root, "shop02.example", report_sites.site_files(2, complaint=False))
+            now = json.loads(run("audit", *CHANGED, "--json", "--max-pages", "8", *connect).stdout)
+            write_site(
+                root,
+                "rogue.example",
+                {
+                    "index.html": report_sites.page(
+                        1,
+                        "Rogue",
+                        "<p>shop</p>",
+                        f'<a href="http://{report_sites.OFFICIAL}/cert/ECT-2026-1000">'
+                        f'<img src="http://{report_sites.OFFICIAL}/badge/ECT-2026-1000.svg"></a>',
+                    )
+                },
+            )
+            run("badge", "check", "http://rogue.example/", *connect)
+        yield {"run": run, "tmp": tmp, "db": db, "first": first["audits"], "now": now["audits"]}
 
 
 def _latest_docs(world) -> dict[str, dict]:
@@ -391,14 +391,13 @@ def test_tampered_body_is_flagged_in_site_and_survey_reports(world, tmp_path):
 
     from audits.evidence import BlobStore
 
+    # The reports only read the database: a copy of the evidence files is enough to keep the
+    # tampering away from the other tests of this module.
     home = tmp_path / "home"
     shutil.copytree(world["tmp"] / "home", home)
-    # the SQLite backup API: a plain file copy would miss what is still in the WAL
-    with sqlite3.connect(world["db"]) as src, sqlite3.connect(tmp_path / "ectrust.db") as dst:
-        src.backup(dst)
     runner = CliRunner(
         env={
-            "ECTRUST_DB": f"sqlite:///{tmp_path / 'ectrust.db'}",
+            "ECTRUST_DB": world["db"],
             "ECTRUST_HOME": str(home),
             "ECTRUST_BADGE_HOSTS": report_sites.OFFICIAL,
             "ECTRUST_CONNECT_TO": "",
@@ -406,12 +405,13 @@ def test_tampered_body_is_flagged_in_site_and_survey_reports(world, tmp_path):
     )
     audit_id = next(d["audit_id"] for d in world["now"] if d["domain"] == "shop03.example")
     url = "http://shop03.example/privacy.html"
-    with sqlite3.connect(tmp_path / "ectrust.db") as conn:
-        (digest,) = conn.execute(
-            "SELECT content_hash FROM snapshots JOIN audits "
-            "ON audits.crawl_id = snapshots.crawl_id WHERE audits.id = ? AND snapshots.url = ?",
-            (audit_id, url),
-        ).fetchone()
+    (row,) = query(
+        world["db"],
+        "SELECT content_hash FROM snapshots JOIN audits "
+        "ON audits.crawl_id = snapshots.crawl_id WHERE audits.id = :audit AND snapshots.url = :url",
+        {"audit": audit_id, "url": url},
+    )
+    digest = row["content_hash"]
     path = BlobStore(home).path_for(digest)
     body = gzip.decompress(path.read_bytes())
     path.write_bytes(gzip.compress(body.replace("隐私".encode(), "隱私".encode())))
@@ -466,14 +466,15 @@ def test_tampered_body_is_flagged_in_site_and_survey_reports(world, tmp_path):
     assert shtml.count('class="integrity-box"') == 1 and "[!]" in shtml
 
     # the misuse report: shop09's homepage (where its forged badge link was seen) altered
-    with sqlite3.connect(tmp_path / "ectrust.db") as conn:
-        (home_digest,) = conn.execute(
-            "SELECT content_hash FROM snapshots JOIN audits "
-            "ON audits.crawl_id = snapshots.crawl_id WHERE audits.id = (SELECT max(audits.id) "
-            "FROM audits JOIN sites ON sites.id = audits.site_id "
-            "WHERE sites.domain = 'shop09.example') AND snapshots.url = ?",
-            ("http://shop09.example/",),
-        ).fetchone()
+    (row,) = query(
+        world["db"],
+        "SELECT content_hash FROM snapshots JOIN audits "
+        "ON audits.crawl_id = snapshots.crawl_id WHERE audits.id = (SELECT max(audits.id) "
+        "FROM audits JOIN sites ON sites.id = audits.site_id "
+        "WHERE sites.domain = 'shop09.example') AND snapshots.url = :url",
+        {"url": "http://shop09.example/"},
+    )
+    home_digest = row["content_hash"]
     path = BlobStore(home).path_for(home_digest)
     path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()) + b"<!-- edited -->"))
     run("report", "misuse", "--out", str(out), "--format", "json,csv,html")

@@ -37,10 +37,10 @@ AUDIT_TIMEOUT_MS = 150_000
 
 
 @pytest.fixture
-def web(tmp_path: Path) -> Iterator[WebApp]:
+def web(tmp_path: Path, db_url: str) -> Iterator[WebApp]:
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is required (apt-get install chromium)")
-    with serve_app(tmp_path) as app:
+    with serve_app(tmp_path, db_url) as app:
         yield app
 
 

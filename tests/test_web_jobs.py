@@ -16,16 +16,16 @@ from tests.web_support import make_settings
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(make_settings(tmp_path).db_url)
+def store(db_url: str) -> Store:
+    s = Store(db_url)
     with s.session() as session:
         session.add(Site(domain="books.example", start_url="http://books.example/"))
         session.add(Site(domain="seen.example", start_url="http://seen.example/", registered=False))
     return s
 
 
-def test_bad_requests_queue_nothing(store: Store, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
+def test_bad_requests_queue_nothing(store: Store, tmp_path: Path, db_url: str) -> None:
+    settings = make_settings(tmp_path, db_url)
     with pytest.raises(JobError, match="not registered"):
         start_audit_job(store, settings, "nowhere.example", "eve")
     with pytest.raises(JobError, match="not registered"):

@@ -7,6 +7,7 @@ command, the site filters and the dashboard."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,8 @@ SAMPLE_ARGS = {
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> tuple[Flask, Store]:
-    settings = make_settings(tmp_path)
+def app(tmp_path: Path, db_url: str) -> tuple[Flask, Store]:
+    settings = make_settings(tmp_path, db_url)
     store = Store(settings.db_url)
     add_accounts(store)
     csv = tmp_path / "sites.csv"
@@ -398,7 +399,7 @@ def test_users_command(env: Path) -> None:
     cli("users", "passwd", "carol", input="pw-for-carol-2\n" * 2)
     cli("users", "disable", "carol", input="")
     cli("users", "disable", "nobody", input="", expect=2)
-    store = Store(f"sqlite:///{env / 'ectrust.db'}")
+    store = Store(os.environ["ECTRUST_DB"])
     with store.session(readonly=True) as session:
         carol = session.scalar(select(User).where(User.username == "carol"))
         assert carol.role == "administrator" and not carol.active
@@ -409,9 +410,9 @@ def test_users_command(env: Path) -> None:
 
 
 def test_behind_a_proxy_the_client_address_is_throttled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, db_url)
     store = Store(settings.db_url)
     add_accounts(store)
     for hops, expected in (("", "127.0.0.1"), ("1", "203.0.113.7")):
@@ -457,8 +458,7 @@ def test_administrator_renews_with_a_reason(app: tuple[Flask, Store]) -> None:
 
 def test_pages_on_postgresql(pg_url: str, tmp_path: Path) -> None:
     """Every page's queries on PostgreSQL too (the same flows as above, shorter)."""
-    settings = make_settings(tmp_path)
-    settings = type(settings)(db_url=pg_url, home=settings.home, badge_hosts=settings.badge_hosts)
+    settings = make_settings(tmp_path, pg_url)
     store = Store(pg_url)
     add_accounts(store)
     with store.session() as session:

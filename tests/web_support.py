@@ -51,9 +51,11 @@ class WebApp:
     farm: SiteFarm
 
 
-def make_settings(tmp: Path, connect_to: tuple[str, ...] = ()) -> Settings:
+def make_settings(tmp: Path, db_url: str, connect_to: tuple[str, ...] = ()) -> Settings:
+    """``db_url``: the test's private database (the ``db_url`` fixture: SQLite or a
+    PostgreSQL schema, as ECTRUST_TEST_DB says)."""
     return Settings(
-        db_url=f"sqlite:///{tmp / 'web.db'}",
+        db_url=db_url,
         home=tmp / "home",
         badge_hosts=("verify.trust.example",),
         connect_to=connect_to,
@@ -78,13 +80,13 @@ def farm_root(tmp: Path) -> Path:
 
 
 @contextmanager
-def serve_app(tmp: Path) -> Iterator[WebApp]:
+def serve_app(tmp: Path, db_url: str) -> Iterator[WebApp]:
     from waitress.server import create_server
 
     from ectrust.web import create_app
 
     with SiteFarm(farm_root(tmp)) as farm:
-        settings = make_settings(tmp, (f"::127.0.0.1:{farm.port}",))
+        settings = make_settings(tmp, db_url, (f"::127.0.0.1:{farm.port}",))
         store = Store(settings.db_url)
         add_accounts(store)
         app = create_app(settings, store)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,7 @@ def certificate_id_in(url: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _skeleton(host: str) -> str:
     """Letters and digits of a host name, with the usual look-alike swaps undone."""
     with contextlib.suppress(UnicodeError):
@@ -72,15 +74,28 @@ def _skeleton(host: str) -> str:
     return "".join(ch for ch in host if ch.isalnum())
 
 
+@functools.lru_cache(maxsize=4096)
 def lookalike_of(host: str, official: tuple[str, ...]) -> str | None:
     """The official host ``host`` imitates, if any (verify-trust.example.com,
-    verify.trust.example.evil.test, vérify.trust.example, verlfy.trust.example …)."""
+    verify.trust.example.evil.test, vérify.trust.example, verlfy.trust.example …).
+
+    Cached: a shop links to the same few hosts from every page. ratio() <= quick_ratio() <=
+    real_quick_ratio(), so the cheap upper bounds only skip hosts that cannot match."""
     if not host or host in official:
         return None
     sk = _skeleton(host)
     for name in official:
         ref = _skeleton(name)
-        if ref and (ref in sk or SequenceMatcher(None, sk, ref).ratio() >= LOOKALIKE_RATIO):
+        if not ref:
+            continue
+        if ref in sk:
+            return name
+        m = SequenceMatcher(None, sk, ref)
+        if (
+            m.real_quick_ratio() >= LOOKALIKE_RATIO
+            and m.quick_ratio() >= LOOKALIKE_RATIO
+            and m.ratio() >= LOOKALIKE_RATIO
+        ):
             return name
     return None
 
@@ -219,6 +234,10 @@ def collect_sightings(
     from audits.pages import css_path
 
     out: list[Sighting] = []
+    # The same header and footer links are on every page: their words and addresses are
+    # judged once per site (both answers depend on nothing else).
+    hinted: dict[str, bool] = {}
+    kinds: dict[tuple[str, bool, bool], tuple[str | None, str | None]] = {}
     for page in site.html_pages():
         tree = page.tree
         if tree is None:
@@ -238,9 +257,13 @@ def collect_sightings(
             seen_imgs = [s for s in (examine_image(site, page, i, image_hint) for i in imgs) if s]
             image = next((s for s in seen_imgs if s.strong), seen_imgs[0] if seen_imgs else None)
             label = f"{a.text_content()} {a.get('title') or ''} {a.get('aria-label') or ''}"
-            kind, lookalike = _link_kind(
-                site, url, link_hint, image is not None, bool(search(image_hint, label[:500]))
-            )
+            words = label[:500]
+            if words not in hinted:
+                hinted[words] = bool(search(image_hint, words))
+            key = (url, image is not None, hinted[words])
+            if key not in kinds:
+                kinds[key] = _link_kind(site, url, link_hint, key[1], key[2])
+            kind, lookalike = kinds[key]
             if kind is None:
                 continue
             cert = certificate_id_in(url) if kind != "other" else None

@@ -43,6 +43,7 @@ from crawler.traps import TrapDetector, strip_session_ids
 logger = logging.getLogger(__name__)
 
 MAX_HINT_DEPTH = 2
+WINDOW_POLL_S = 0.05  # how often start() looks whether a site of the window is done
 LAST_RESORT_DEPTH = MAX_HINT_DEPTH + 1  # never followed further
 MAX_BADGE_IMAGES = 12  # per site, besides max_pages
 BADGE_IMAGE_MAXSIZE = 2 * 1024 * 1024
@@ -111,8 +112,28 @@ class SiteAuditSpider(scrapy.Spider):
             state.hosts.add(host_of(s["start_url"]))
             self.sites[state.crawl_id] = state
 
+    def _site_window(self) -> int:
+        """How many sites are crawled at once. A site is started when another is done, so
+        sites finish steadily (the parent judges each meanwhile) and the crawl holds the
+        state of a bounded number of sites. Twice the sites the downloader can serve at
+        once (CONCURRENT_REQUESTS / CONCURRENT_REQUESTS_PER_DOMAIN) keeps it busy; all the
+        start requests up front made every site finish near the end of a long run."""
+        settings = self.crawler.settings
+        window = settings.getint("ECTRUST_SITE_WINDOW")
+        if window <= 0:
+            per_site = max(1, settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN") or 1)
+            window = 2 * max(1, settings.getint("CONCURRENT_REQUESTS") // per_site)
+        return window
+
     async def start(self):  # type: ignore[no-untyped-def]
+        window = self._site_window()
+        open_sites: list[SiteState] = []
         for state in self.sites.values():
+            open_sites = [s for s in open_sites if not s.done]
+            while len(open_sites) >= window:
+                await asyncio.sleep(WINDOW_POLL_S)
+                open_sites = [s for s in open_sites if not s.done]
+            open_sites.append(state)
             url = normalise_url(state.start_url, state.start_url)
             if url is None:
                 state.homepage_error = "invalid_url"

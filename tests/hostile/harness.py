@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from tests.dbs import query
 
 PUBLIC_IP = "127.0.0.2"
 CANARY_IP = "127.0.0.1"
@@ -177,9 +179,11 @@ def crawl_settings(
 
 
 def db_rows(env: Path, sql: str, *args: Any) -> list[dict[str, Any]]:
-    with sqlite3.connect(env / "ectrust.db") as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql, args)]
+    """Rows of ``sql`` (``?`` placeholders) from this test's database (ECTRUST_DB, which the
+    ``env`` fixture points at a private SQLite file or PostgreSQL schema)."""
+    parts = sql.split("?")
+    named = parts[0] + "".join(f":p{i}{rest}" for i, rest in enumerate(parts[1:]))
+    return query(os.environ["ECTRUST_DB"], named, {f"p{i}": a for i, a in enumerate(args)})
 
 
 def snapshots(env: Path, domain: str) -> list[dict[str, Any]]:
