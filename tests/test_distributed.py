@@ -1,7 +1,8 @@
 """Distributed audits (issue #10): real Redis, real `ectrust worker` processes, local sites.
 
 Every test has its own Redis key prefix and queue (ECTRUST_BROKER_NAMESPACE), removed at the
-end, so runs sharing one Redis never see each other's jobs or locks.
+end, so runs sharing one Redis never see each other's jobs or locks. The database is the one
+ECTRUST_TEST_DB picks (CI runs the suite on SQLite and on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from audits.models import Audit, Crawl, Site
 from audits.rulepack import load_rules
 from ectrust.config import BrokerConfig, Settings
 from ectrust.sitefarm import SiteFarm
-from tests.conftest import DEMO_CSV, DEMO_SITES, REQUIRE_SERVICES, write_site
+from tests.conftest import DEMO_CSV, DEMO_SITES, write_site
+from tests.dbs import REQUIRE_SERVICES
 
 REDIS_URL = os.environ.get("ECTRUST_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PROJECT = Path(__file__).resolve().parent.parent
@@ -63,14 +65,6 @@ def redis_ns(env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         for key in client.scan_iter(match=f"{ns}:*", count=500):
             client.delete(key)
         client.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, env: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_url")
-        monkeypatch.setenv("ECTRUST_DB", url)
-    return os.environ["ECTRUST_DB"]
 
 
 class Worker:
