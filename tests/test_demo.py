@@ -154,3 +154,26 @@ def test_robots_txt_kept_the_crawler_out_of_admin(demo_audit):
         host == "books.example" and path.startswith("/admin/") for host, path in requests
     )
     assert not any(host == "verify-trust.example.com" for host, _ in requests)
+
+
+def test_the_demo_command_of_the_readme_ends_in_a_report(tmp_path, monkeypatch):
+    """`ectrust demo` (README's first command) in an empty folder: the four shops audited,
+    the report written where it says, with each shop's score and the demo's outcome."""
+    from typer.testing import CliRunner
+
+    from ectrust.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("ECTRUST_DB", "ECTRUST_HOME", "ECTRUST_CONNECT_TO"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, ["demo"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    written = result.stdout.split("report:", 1)[1].split()
+    assert {p.rsplit(".", 1)[1] for p in written} == {"html", "json"}
+    doc = json.loads((tmp_path / "ectrust-demo" / "report" / "site-audit.json").read_text("utf-8"))
+    scores = {a["domain"]: a["score"] for a in doc["audits"]}
+    assert set(scores) == {"books.example", "gadgets.example", "fashion.example",
+                           "market.example"}
+    assert scores["books.example"] == max(scores.values()) > scores["market.example"]
+    html = (tmp_path / "ectrust-demo" / "report" / "site-audit.html").read_text("utf-8")
+    assert all(domain in html for domain in scores)

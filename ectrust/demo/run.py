@@ -12,14 +12,13 @@ from typing import Any
 
 from audits.db import Store
 from audits.evidence import BlobStore
-from audits.judge import audit_document
-from audits.models import Audit
 from audits.registry import import_rows, read_csv
 from audits.rulepack import load_rules
 from ectrust.config import Settings
 from ectrust.console import err
 from ectrust.pipeline import CrawlOptions, run_audits
 from ectrust.sitefarm import SiteFarm
+from reports.data import site_entries
 from reports.render import write_site_report
 
 DEMO_DIR = Path(__file__).parent
@@ -55,9 +54,9 @@ def run_demo(workdir: Path, lang: str = "en") -> list[Path]:
                 err.print(f"  audited {info['domain']}: score {info['score']}", highlight=False)
 
         result = run_audits(store, settings, [r.domain for r in rows], ruleset, options, progress)
-    with store.session() as session:
-        docs = [audit_document(session, session.get(Audit, i), lang) for i in result.audit_ids]
+    # The same report as `ectrust report site`: guidance, thumbnails, evidence integrity.
+    with store.session(readonly=True) as session:
+        entries = site_entries(session, result.audit_ids, lang, BlobStore(settings.home))
     store.dispose()
-    return write_site_report(
-        docs, workdir / "report", ["html", "json"], lang, blobs=BlobStore(settings.home)
-    )
+    docs = [e["doc"] for e in entries]
+    return write_site_report(docs, workdir / "report", ["html", "json"], lang, entries=entries)
