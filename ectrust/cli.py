@@ -195,6 +195,18 @@ class Lang(StrEnum):
 FAIL_LEVELS = {FailOn.error: {"fail", "error"}, FailOn.warning: {"fail", "error", "warn", "review"}}
 
 
+def _progress_bar() -> Progress:
+    """The progress bar of long runs (audits, distributed jobs), on stderr; gone when done."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
 def _scrapy_overrides(values: list[str]) -> dict[str, Any]:
     parsed = {}
     for item in values:
@@ -375,14 +387,7 @@ def audit(
         time_limit_s=time_limit,
         scrapy_settings=_scrapy_overrides(setting or []),
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
+    with _progress_bar() as progress:
         task = progress.add_task("auditing", total=len(wanted))
 
         def on_progress(kind: str, info: dict[str, Any]) -> None:
@@ -1512,14 +1517,7 @@ def _run_jobs(
             "(`ectrust worker`)",
             highlight=False,
         )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
+    with _progress_bar() as progress:
         task = progress.add_task(f"{len(jobs)} job(s) queued", total=len(jobs))
 
         def on_done(outcome: Any) -> None:

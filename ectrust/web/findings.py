@@ -10,11 +10,13 @@ PNGs written by our own crawler and shown as images.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from audits.evidence import BlobStore, EvidenceError
 from audits.models import Audit, Finding, Screenshot, Snapshot
@@ -65,18 +67,27 @@ def override(finding_id: int) -> Any:
     return redirect(url_for("sites.audit", audit_id=audit_id, _anchor=f"f{finding_id}"), 303)
 
 
-@bp.get("/evidence/<digest>")
-def evidence(digest: str) -> Response:
+def _stored(digest: str, known: Callable[[Session], Any]) -> tuple[Any, bytes]:
+    """An evidence file the database knows of, by its SHA-256: ``known`` looks it up (None:
+    404); a file gone from the evidence store is 410."""
     if not SHA256.match(digest):
         abort(404)
     with store().session(readonly=True) as session:
-        known = session.scalar(select(Snapshot.url).where(Snapshot.content_hash == digest))
-    if known is None:
+        found = known(session)
+    if found is None:
         abort(404)
     try:
-        body = BlobStore(settings().home).get(digest)
+        return found, BlobStore(settings().home).get(digest)
     except EvidenceError:
         abort(410)
+
+
+@bp.get("/evidence/<digest>")
+def evidence(digest: str) -> Response:
+    known, body = _stored(
+        digest,
+        lambda s: s.scalar(select(Snapshot.url).where(Snapshot.content_hash == digest)),
+    )
     resp = Response(body, mimetype="text/plain")
     resp.charset = "utf-8"
     resp.headers["Content-Disposition"] = f'attachment; filename="{digest}.txt"'
@@ -85,36 +96,25 @@ def evidence(digest: str) -> Response:
     return resp
 
 
+def _snapshot_source(session: Session, digest: str) -> tuple[str, str] | None:
+    snap = session.scalars(select(Snapshot).where(Snapshot.content_hash == digest)).first()
+    return None if snap is None else (snap.url, snap.crawl.site.domain)
+
+
 @bp.get("/evidence/<digest>/view")
 def evidence_page(digest: str) -> Any:
     """The stored page's source as escaped text inside our own page (never rendered)."""
-    if not SHA256.match(digest):
-        abort(404)
-    with store().session(readonly=True) as session:
-        snap = session.scalars(select(Snapshot).where(Snapshot.content_hash == digest)).first()
-        if snap is None:
-            abort(404)
-        url, domain = snap.url, snap.crawl.site.domain
-    try:
-        body = BlobStore(settings().home).get(digest)
-    except EvidenceError:
-        abort(410)
+    (url, domain), body = _stored(digest, lambda s: _snapshot_source(s, digest))
     text = body[:500_000].decode("utf-8", "replace")
     return render_template("evidence.html.j2", digest=digest, url=url, domain=domain, text=text)
 
 
 @bp.get("/screenshots/<digest>.png")
 def screenshot(digest: str) -> Response:
-    if not SHA256.match(digest):
-        abort(404)
-    with store().session(readonly=True) as session:
-        known = session.scalar(select(Screenshot.id).where(Screenshot.content_hash == digest))
-    if known is None:
-        abort(404)
-    try:
-        body = BlobStore(settings().home).get(digest)
-    except EvidenceError:
-        abort(410)
+    _, body = _stored(
+        digest,
+        lambda s: s.scalar(select(Screenshot.id).where(Screenshot.content_hash == digest)),
+    )
     if not body.startswith(b"\x89PNG\r\n\x1a\n"):
         abort(404)
     return Response(body, mimetype="image/png")
