@@ -55,19 +55,14 @@ def shots(tmp_path: Path) -> Path:
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
+    from crawler.egress import chromium_args
+
     with sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-            ],
+            # The product's own launch switches (crawler/egress.py): every name Chromium
+            # would resolve by itself fails, only 127.0.0.1 and localhost are reached.
+            args=chromium_args([]),
         )
         yield b
         b.close()
