@@ -10,16 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported where a schema is checked or upgraded, not with this module: the crawl
+# processes open the database without migrating, and importing Alembic cost each of them
+# about 0.2 s of CPU at start-up.
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -64,6 +67,8 @@ def make_engine(url: str) -> Engine:
 
 
 def _alembic_config(connection) -> Config:  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -72,6 +77,10 @@ def _alembic_config(connection) -> Config:  # type: ignore[no-untyped-def]
 
 def upgrade_schema(engine: Engine) -> bool:
     """Bring the schema to the newest revision. Returns True when something was applied."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     try:
         with engine.connect() as conn:

@@ -3,13 +3,17 @@
 A body is named by the SHA-256 of its raw bytes and stored gzip-compressed. Files are written
 to a temporary name, fsynced and renamed, so a crash leaves either the whole file or an
 orphan ``*.tmp`` that ``gc_orphans`` removes, never a half-written blob under a real name.
+``put_many`` does the same for a batch with one sync for all its files (the crawl's writer
+stores a few hundred bodies per database commit).
 """
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 
@@ -33,19 +37,37 @@ class BlobStore:
         final = self.path_for(digest)
         if final.exists():
             return digest
+        tmp = self._write_tmp(final, data)
+        if fsync:
+            _fsync_path(tmp)
+        os.replace(tmp, final)
+        return digest
+
+    def put_many(self, items: list[bytes]) -> list[str]:
+        """Store several bodies; their digests in the same order. Every new file is on disk
+        (synced) before any of them gets its real name, as with ``put``, but the batch costs
+        one filesystem sync instead of one fsync per file."""
+        digests = [sha256_hex(data) for data in items]
+        pending: dict[str, Path] = {}  # digest -> temporary file
+        for digest, data in zip(digests, items, strict=True):
+            final = self.path_for(digest)
+            if digest not in pending and not final.exists():
+                pending[digest] = self._write_tmp(final, data)
+        if pending:
+            _sync_all(self.root, list(pending.values()))
+            for digest, tmp in pending.items():
+                os.replace(tmp, self.path_for(digest))
+        return digests
+
+    def _write_tmp(self, final: Path, data: bytes) -> Path:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
         # mtime=0 keeps the compressed bytes reproducible for identical bodies. Level 1:
         # on shop HTML it halves the crawl's compression time for ~1% more of the raw size
         # (12.5% instead of 11.2%, bench/throughput.py's pages).
-        packed = gzip.compress(data, compresslevel=1, mtime=0)
         with open(tmp, "wb") as fh:
-            fh.write(packed)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        return digest
+            fh.write(gzip.compress(data, compresslevel=1, mtime=0))
+        return tmp
 
     def get(self, digest: str, *, verify: bool = True) -> bytes:
         path = self.path_for(digest)
@@ -67,3 +89,37 @@ class BlobStore:
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _syncfs() -> object | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _syncfs()
+
+
+def _sync_all(root: Path, paths: list[Path]) -> None:
+    """Make ``paths`` durable: Linux's syncfs(2) on the store's filesystem (one journal commit
+    for the whole batch), else an fsync per file."""
+    if _SYNCFS is not None and len(paths) > 1:
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) == 0:  # type: ignore[operator]
+                return
+        finally:
+            os.close(fd)
+    for path in paths:
+        _fsync_path(path)

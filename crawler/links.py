@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -74,6 +75,35 @@ def normalise_url(base: str, href: str) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc.lower(), path, parts.query, ""))
 
 
+@functools.lru_cache(maxsize=16384)
+def _followable(base: str, href: str) -> str | None:
+    url = normalise_url(base, href)
+    if url is None or _SKIP_EXT.search(urlsplit(url).path):
+        return None
+    return url
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}"
+    return None
+
+
+def followable_url(base_url: str, href: str, origin: str | None = None) -> str | None:
+    """``normalise_url`` for a link, None also for files no evaluator opens (images,
+    scripts, archives). Memoised: the pages of a site share their menus and footers, and a
+    link that is absolute, or relative to the host's root, resolves the same on every page
+    of the host, so those are cached by ``origin`` (``scheme://host``) or alone, not by the
+    page's URL."""
+    href = href.strip()
+    if href[:7].lower() == "http://" or href[:8].lower() == "https://":
+        return _followable("", href)
+    if origin is not None and href.startswith("/") and not href.startswith("//"):
+        return _followable(origin, href)
+    return _followable(base_url, href)
+
+
 def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
@@ -91,10 +121,11 @@ class Link:
 
 def extract_links(root, base_url: str, hints: re.Pattern[str]) -> Iterator[Link]:  # type: ignore[no-untyped-def]
     """Links of an lxml document, with whether text, title or URL match a hint."""
+    origin = _origin(base_url)
     for a in root.iter("a"):
         href = a.get("href")
-        url = normalise_url(base_url, href) if href else None
-        if url is None or _SKIP_EXT.search(urlsplit(url).path):
+        url = followable_url(base_url, href, origin) if href else None
+        if url is None:
             continue
         text = " ".join("".join(a.itertext()).split())[:200]
         label = f"{text} {a.get('title') or ''} {a.get('aria-label') or ''}"

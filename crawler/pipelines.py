@@ -78,6 +78,14 @@ class SnapshotWriter(threading.Thread):
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         rows, done, shots = [], [], []
+        snapshots = [item for item in batch if item["type"] == "snapshot"]
+        # Bodies and screenshots first, all synced to disk before their rows are committed.
+        files: list[bytes] = []
+        for item in snapshots:
+            files.extend(shot["png"] for shot in item.get("screenshots") or ())
+            if item["body"] or item["status"] is not None:
+                files.append(item["body"])
+        digests = iter(self.blobs.put_many(files))
         for item in batch:
             if item["type"] == "snapshot":
                 for shot in item.get("screenshots") or ():
@@ -87,14 +95,14 @@ class SnapshotWriter(threading.Thread):
                             "url": item["url"][:2000],
                             "kind": shot["kind"],
                             "selector": shot["selector"][:200],
-                            "content_hash": self.blobs.put(shot["png"]),
+                            "content_hash": next(digests),
                             "width": shot["width"],
                             "height": shot["height"],
                             "taken_at": item["fetched_at"],
                         }
                     )
                 body: bytes = item["body"]
-                digest = self.blobs.put(body) if (body or item["status"] is not None) else None
+                digest = next(digests) if (body or item["status"] is not None) else None
                 rows.append(
                     {
                         "crawl_id": item["crawl_id"],

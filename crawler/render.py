@@ -25,6 +25,7 @@ from typing import Any
 
 from scrapy.http import Response, TextResponse
 
+from crawler.dom import page_root
 from crawler.egress import check_launch_environment, chromium_args
 from crawler.netpolicy import parse_connect_to
 
@@ -101,18 +102,17 @@ def render_reasons_apply(response: Response) -> bool:
     return not ctype or "html" in ctype
 
 
-def render_reasons(response: Response) -> list[str]:
+def render_reasons(response: Response, root: Any = None) -> list[str]:
     """Why this statically fetched page cannot be trusted as a customer's view (empty: it can).
+    ``root``: the page's tree when the caller has parsed it (crawler/dom.py).
 
     A page without scripts looks the same in a browser, except for a meta refresh; everything
     else needs some script to be there first."""
     if not render_reasons_apply(response):
         return []
-    try:
-        root = response.selector.root
-    except Exception:
-        return []
-    if root is None or not hasattr(root, "iter"):
+    if root is None:
+        root = page_root(response)
+    if root is None:
         return []
     reasons: list[str] = []
     for meta in root.iter("meta"):

@@ -164,3 +164,34 @@ def test_migrations_down_to_base_and_up_again(db_url):
         assert diff == []  # models == migrations
     finally:
         store.dispose()
+
+
+def test_blob_store_put_many_syncs_the_batch_before_naming_it(tmp_path, monkeypatch):
+    """A batch is stored like ``put`` stores one body: same names and bytes, every file
+    synced before any of them is renamed into place (one sync for the batch)."""
+    import audits.evidence as evidence
+
+    blobs = BlobStore(tmp_path)
+    existing = blobs.put(b"stored earlier")
+    bodies = [b"first", "第二".encode(), b"first", b"stored earlier", b""]
+    synced: list[list[str]] = []
+    real_sync = evidence._sync_all
+
+    def watching_sync(root, paths):  # type: ignore[no-untyped-def]
+        # At sync time only temporary files exist for the new bodies.
+        assert all(p.name.endswith(".tmp") and p.exists() for p in paths)
+        assert not blobs.path_for(sha256_hex(b"first")).exists()
+        synced.append([p.name for p in paths])
+        real_sync(root, paths)
+
+    monkeypatch.setattr(evidence, "_sync_all", watching_sync)
+    digests = blobs.put_many(bodies)
+    assert digests == [sha256_hex(b) for b in bodies]
+    assert len(synced) == 1 and len(synced[0]) == 3  # first, 第二 and b"": new and distinct
+    for body, digest in zip(bodies, digests, strict=True):
+        assert blobs.get(digest) == body
+        assert blobs.path_for(digest).read_bytes() == gzip.compress(body, 1, mtime=0)
+    assert existing in digests
+    assert not list((tmp_path / "blobs").rglob("*.tmp"))
+    assert blobs.put_many([b"first"]) == [digests[0]]  # nothing new: no sync
+    assert len(synced) == 1

@@ -23,6 +23,7 @@ from scrapy.http import Request, Response, TextResponse
 from twisted.python.failure import Failure
 
 from crawler import render as rendering
+from crawler.dom import page_root
 from crawler.failures import classify_request_failure
 from crawler.images import badge_image_candidates
 from crawler.links import (
@@ -184,17 +185,13 @@ class SiteAuditSpider(scrapy.Spider):
             },
         )
 
-    def _follow(self, state: SiteState, response: Response, depth: int, reason: str):  # type: ignore[no-untyped-def]
-        if not isinstance(response, TextResponse) or depth >= MAX_HINT_DEPTH:
-            return
+    def _follow(  # type: ignore[no-untyped-def]
+        self, state: SiteState, response: Response, root: Any, depth: int, reason: str
+    ):
+        if root is None or depth >= MAX_HINT_DEPTH:
+            return  # not a page (or unparseable), or deep enough
         if reason == "sample":
             return  # ordinary pages are looked at, not explored
-        try:
-            root = response.selector.root
-        except Exception:  # unparseable body: nothing to follow
-            return
-        if root is None or not hasattr(root, "iter"):
-            return
         hint_links, ordinary = [], []
         for link in extract_links(root, response.url, self.hints):
             if not same_site(host_of(link.url), state.domain, state.hosts):
@@ -236,7 +233,8 @@ class SiteAuditSpider(scrapy.Spider):
         if depth == 0:
             state.hosts.add(host_of(response.url))
             state.homepage_status = response.status
-        reasons = self._render_reasons(response)
+        root = page_root(response)  # parsed once for rendering, badge images and links
+        reasons = self._render_reasons(response, root)
         if reasons:
             # The static fetch cannot be trusted: the browser's view becomes the snapshot.
             yield self._render_request(state, response, reasons)
@@ -246,20 +244,16 @@ class SiteAuditSpider(scrapy.Spider):
             state, response.request, response=response, render_reason=self._static_reason(response)
         )
         if response.status < 400:
-            yield from self._badge_images(state, response, depth)
-            yield from self._follow(state, response, depth, meta["reason"])
+            yield from self._badge_images(state, response, root, depth)
+            yield from self._follow(state, response, root, depth, meta["reason"])
         yield from self._settle(state)
 
-    def _badge_images(self, state: SiteState, response: Response, depth: int):  # type: ignore[no-untyped-def]
+    def _badge_images(  # type: ignore[no-untyped-def]
+        self, state: SiteState, response: Response, root: Any, depth: int
+    ):
         """Badge-candidate images as snapshots (reason ``badge_image``), for the badge
         check's content match; own budget, outside ``max_pages``."""
-        if not isinstance(response, TextResponse) or state.images >= MAX_BADGE_IMAGES:
-            return
-        try:
-            root = response.selector.root
-        except Exception:
-            return
-        if root is None or not hasattr(root, "iter"):
+        if root is None or state.images >= MAX_BADGE_IMAGES:
             return
         for url in badge_image_candidates(root, response.url, self.badge_hosts):
             if state.images >= MAX_BADGE_IMAGES:
@@ -292,14 +286,14 @@ class SiteAuditSpider(scrapy.Spider):
         yield from self._settle(state)
 
     # -- rendering --------------------------------------------------------------------
-    def _render_reasons(self, response: Response) -> list[str]:
+    def _render_reasons(self, response: Response, root: Any) -> list[str]:
         if self.render == "never" or response.status >= 400:
             return []
         if not isinstance(response, TextResponse) or not rendering.render_reasons_apply(response):
             return []
         if self.render == "always":
             return ["always"]
-        return rendering.render_reasons(response)
+        return rendering.render_reasons(response, root)
 
     def _static_reason(self, response: Response) -> str:
         if self.render == "never":
@@ -428,9 +422,14 @@ class SiteAuditSpider(scrapy.Spider):
                 request=response.request,
                 headers={"Content-Type": "text/html; charset=utf-8"},
             )
-            for item in self._badge_images(state, rendered_response, meta["depth"]):
+            rendered_root = page_root(rendered_response)
+            for item in self._badge_images(
+                state, rendered_response, rendered_root, meta["depth"]
+            ):
                 yield item
-            for item in self._follow(state, rendered_response, meta["depth"], meta["reason"]):
+            for item in self._follow(
+                state, rendered_response, rendered_root, meta["depth"], meta["reason"]
+            ):
                 yield item
         for item in self._settle(state):
             yield item
