@@ -85,6 +85,27 @@ def _visible_text(root: Any) -> str:
     return " ".join(" ".join(parts).split())
 
 
+def _has_visible_text(root: Any, at_least: int) -> bool:
+    """``len(_visible_text(root)) >= at_least``, stopping as soon as it is known: the length
+    of the whitespace-collapsed text only grows with each piece, whatever their order."""
+    body = root.find("body")
+    if body is None:
+        return at_least <= 0
+    chars = words = 0
+    for el in body.iter():
+        tag = el.tag
+        if not isinstance(tag, str):
+            continue
+        for piece in (el.text if tag not in _INVISIBLE else None, el.tail):
+            if piece:
+                for word in piece.split():
+                    chars += len(word)
+                    words += 1
+        if chars + words - 1 >= at_least:
+            return True
+    return chars + max(words - 1, 0) >= at_least
+
+
 def _links_signal(root: Any) -> bool:
     """Does any link's address or text name a footer page (privacy, complaints …)? Stops at
     the first one (a typical shop page has a hundred links)."""
@@ -123,8 +144,7 @@ def render_reasons(response: Response, root: Any = None) -> list[str]:
     if not scripts:
         return reasons
     inline = "\n".join(s.text or "" for s in scripts)[:500_000]
-    text = _visible_text(root)
-    if len(text) < MIN_VISIBLE_TEXT:
+    if not _has_visible_text(root, MIN_VISIBLE_TEXT):
         reasons.append("little_text")
     for el in root.iter("div", "main", "section", "app-root"):
         if (el.tag == "app-root" or SHELL_IDS.match(el.get("id") or "")) and len(
@@ -141,7 +161,9 @@ def render_reasons(response: Response, root: Any = None) -> list[str]:
         reasons.append("js_redirect")
     if SCRIPT_LINKS.search(inline):
         reasons.append("script_links")
-    if not FOOTER_SIGNAL.search(text[-3000:]) and not _links_signal(root):
+    # A link naming a footer page is usually found long before the end of the page, and
+    # then the visible text (a walk of the whole body) is not needed.
+    if not _links_signal(root) and not FOOTER_SIGNAL.search(_visible_text(root)[-3000:]):
         reasons.append("no_footer_signals")
     return list(dict.fromkeys(reasons))
 

@@ -83,3 +83,35 @@ def test_page_root_of_other_responses():
     from scrapy.http import Response
 
     assert page_root(Response(url, body=b"\x89PNG")) is None
+
+
+def _random_page(rng) -> str:  # type: ignore[no-untyped-def]
+    words = ["", " ", "隐私", "a b", "\n\t", "商品详情 ", "x" * 30, "  联系我们  ", "ok"]
+    tags = ["div", "p", "span", "script", "style", "noscript", "template", "a", "b"]
+
+    def node(depth: int) -> str:
+        if depth > 3 or rng.random() < 0.3:
+            return rng.choice(words)
+        tag = rng.choice(tags)
+        inner = "".join(node(depth + 1) for _ in range(rng.randint(0, 4)))
+        comment = "<!-- c -->" + rng.choice(words) if rng.random() < 0.2 else ""
+        return f"<{tag}>{rng.choice(words)}{inner}</{tag}>{comment}{rng.choice(words)}"
+
+    return "<html><body>" + "".join(node(0) for _ in range(rng.randint(0, 5))) + "</body></html>"
+
+
+def test_early_exit_text_length_agrees_with_the_whole_visible_text():
+    """render_reasons' "little_text" test stops walking once the answer is known; it must
+    answer what measuring the whole visible text answers, at every threshold."""
+    import random
+
+    from crawler.render import _has_visible_text, _visible_text
+
+    rng = random.Random(20261129)
+    for _ in range(400):
+        html = _random_page(rng)
+        url = "http://shop.test/"
+        root = page_root(HtmlResponse(url, body=html.encode(), encoding="utf-8"))
+        length = len(_visible_text(root))
+        for at_least in (0, 1, 2, 5, 31, length, length + 1, 200):
+            assert _has_visible_text(root, at_least) == (length >= at_least), (html, at_least)
