@@ -17,6 +17,7 @@ length of the run, with the same ``--connect-to`` mappings as the Scrapy resolve
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,13 @@ def run(job: dict[str, Any]) -> int:
         ).start()
     try:
         process = CrawlerProcess(build_settings(job, proxy), install_root_handler=True)
+        # A run may be split between processes (ectrust/pipeline.py): each log says which
+        # sites it covers.
+        logging.getLogger("crawler.run").info(
+            "sites of this crawl process (%d): %s",
+            len(job["sites"]),
+            ", ".join(site["domain"] for site in job["sites"]),
+        )
         crawler = process.create_crawler(SiteAuditSpider)
         process.crawl(
             crawler,

@@ -30,7 +30,7 @@ from audits.policy import PolicyInputError
 from audits.registry import RegistryError, add_site, import_rows, read_csv, site_record
 from audits.rulepack import RuleFileError, load_rules
 from crawler.netpolicy import ConnectToError
-from ectrust.config import BrokerConfig, BrokerConfigError, BrokerError, Settings
+from ectrust.config import BrokerConfig, BrokerConfigError, BrokerError, ConfigError, Settings
 from ectrust.console import STATUS_STYLE, err, out, print_json, setup_logging
 from ectrust.pipeline import Interrupted
 
@@ -72,7 +72,7 @@ def command(fn: F) -> F:
             for problem in exc.problems:
                 err.print(f"[bold red]error:[/] {problem}", highlight=False)
             raise typer.Exit(2) from exc
-        except (BadInput, ConnectToError, PolicyInputError, BrokerConfigError) as exc:
+        except (BadInput, ConnectToError, PolicyInputError, BrokerConfigError, ConfigError) as exc:
             raise fail(str(exc), 2) from exc
         except BrokerError as exc:
             raise fail(str(exc), 3) from exc
@@ -401,7 +401,9 @@ def audit(
         print_json({"audits": docs})
     else:
         _print_audits(docs)
-        err.print(f"crawl log: {result.crawl_log}", highlight=False)
+        logs = result.crawl_logs or [result.crawl_log]
+        label = "crawl log" if len(logs) == 1 else "crawl logs"
+        err.print(f"{label}: {', '.join(map(str, logs))}", highlight=False)
     _exit_for(docs, fail_on)
 
 

@@ -21,6 +21,8 @@ class Settings:
     home: Path = field(default_factory=lambda: Path(DEFAULT_HOME))
     badge_hosts: tuple[str, ...] = ()
     connect_to: tuple[str, ...] = ()
+    # Crawl processes of one run (ectrust/pipeline.py); 0: chosen from the sites and cores.
+    crawlers: int = 0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -30,7 +32,25 @@ class Settings:
             home=Path(env.get("ECTRUST_HOME") or DEFAULT_HOME),
             badge_hosts=tuple(h.lower() for h in (env.get("ECTRUST_BADGE_HOSTS") or "").split()),
             connect_to=tuple((env.get("ECTRUST_CONNECT_TO") or "").split()),
+            crawlers=_count(env, "ECTRUST_CRAWLERS"),
         )
+
+
+class ConfigError(ValueError):
+    """A setting in the environment has a value ectrust cannot use."""
+
+
+def _count(env: Mapping[str, str], name: str) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw or raw == "auto":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number or 'auto'") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number >= 0 or 'auto'")
+    return value
 
 
 class BrokerError(Exception):

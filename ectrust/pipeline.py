@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
 
@@ -96,6 +98,8 @@ class CrawlRun:
         self.timed_out = False
         self.proc: subprocess.Popen[bytes] | None = None
         self.terminated = False
+        self.log_path: Path | None = None
+        self._timer: threading.Timer | None = None
 
     def terminate(self) -> None:
         """Ask the crawl to stop gracefully (Scrapy closes the spider on SIGTERM); the sites
@@ -113,8 +117,11 @@ class CrawlRun:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
 
-    def events(self) -> Any:
-        """Yield the child's events as they come; enforce the wall-clock limit."""
+    def start(self) -> None:
+        """Launch the child (from the thread that later signals it: Popen's preexec_fn is
+        not safe to run while another thread of this process forks)."""
+        if self.proc is not None:
+            return
         log_dir = self.settings.home / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -130,7 +137,6 @@ class CrawlRun:
             "badge_hosts": list(self.settings.badge_hosts),
             "render": self.options.render,
         }
-        limit = self.options.run_time_limit(len(self.crawls))
         with open(self.log_path, "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "crawler.run", "-"],
@@ -141,28 +147,40 @@ class CrawlRun:
                 cwd=os.getcwd(),
                 preexec_fn=_die_with_parent,
             )
-            self.proc = proc
-            timer = threading.Timer(limit, self._kill, args=(proc,))
-            timer.daemon = True
-            timer.start()
-            try:
-                assert proc.stdin is not None and proc.stdout is not None
+        self.proc = proc
+        self._timer = threading.Timer(
+            self.options.run_time_limit(len(self.crawls)), self._kill, args=(proc,)
+        )
+        self._timer.daemon = True
+        self._timer.start()
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(json.dumps(job).encode("utf-8"))
+            proc.stdin.close()
+        except BrokenPipeError:
+            logger.error("the crawler exited before reading its job; see %s", self.log_path)
+
+    def ended(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def events(self) -> Any:
+        """Yield the child's events as they come; enforce the wall-clock limit."""
+        self.start()
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
+        try:
+            for raw in proc.stdout:
                 try:
-                    proc.stdin.write(json.dumps(job).encode("utf-8"))
-                    proc.stdin.close()
-                except BrokenPipeError:
-                    logger.error("the crawler exited before reading its job; see %s", self.log_path)
-                for raw in proc.stdout:
-                    try:
-                        yield json.loads(raw)
-                    except json.JSONDecodeError:
-                        logger.warning("unexpected crawler output: %r", raw[:200])
+                    yield json.loads(raw)
+                except json.JSONDecodeError:
+                    logger.warning("unexpected crawler output: %r", raw[:200])
+            proc.wait()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
                 proc.wait()
-            finally:
-                timer.cancel()
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
 
     def _kill(self, proc: subprocess.Popen[bytes]) -> None:
         self.timed_out = True
@@ -170,13 +188,153 @@ class CrawlRun:
         proc.kill()
 
 
+#: A run gets a second crawl process only from this many sites on: each costs about a
+#: second of CPU to start (Scrapy, Twisted, the rules' hints), as much as crawling a few sites.
+MIN_SITES_PER_CRAWLER = 24
+
+
+def crawler_count(sites: int, configured: int = 0) -> int:
+    """How many crawl processes a run over ``sites`` sites uses. One Scrapy process keeps
+    one core busy (its reactor, link extraction, hashing and compressing bodies, with the
+    database writes on its own thread), so on a machine with more cores a large run is split
+    into one crawl per core, while this process judges what they store. ``configured``
+    (``ECTRUST_CRAWLERS``) overrides the choice; 0 is automatic."""
+    if sites <= 1:
+        return 1
+    if configured > 0:
+        return min(configured, sites)
+    return max(1, min(os.cpu_count() or 1, sites // MIN_SITES_PER_CRAWLER))
+
+
+def _group_key(crawl: dict[str, Any]) -> str:
+    host = urlsplit(crawl["start_url"]).hostname or crawl["domain"]
+    return host.lower().removeprefix("www.")
+
+
+def partition(crawls: list[dict[str, Any]], parts: int) -> list[list[dict[str, Any]]]:
+    """Split the sites of a run between ``parts`` crawl processes. Sites on one host go to
+    the same process, so its per-host pacing (crawler/middlewares/pacing.py) still sees
+    every request to that host; otherwise the parts are filled evenly, in the run's order."""
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for crawl in crawls:
+        by_key.setdefault(_group_key(crawl), []).append(crawl)
+    out: list[list[dict[str, Any]]] = [[] for _ in range(parts)]
+    for group in by_key.values():
+        min(out, key=len).extend(group)
+    return [part for part in out if part]
+
+
+def _scaled_concurrency(scrapy_settings: dict[str, Any], parts: int) -> dict[str, Any]:
+    """The run's CONCURRENT_REQUESTS shared between ``parts`` processes, so splitting a run
+    does not multiply the requests in flight."""
+    if parts <= 1:
+        return scrapy_settings
+    from crawler import settings as crawl_defaults
+
+    total = scrapy_settings.get("CONCURRENT_REQUESTS", crawl_defaults.CONCURRENT_REQUESTS)
+    try:
+        total = int(total)
+    except (TypeError, ValueError):
+        return scrapy_settings  # Scrapy reports the bad value itself
+    return {**scrapy_settings, "CONCURRENT_REQUESTS": max(1, -(-total // parts))}
+
+
+class CrawlGroup:
+    """Several crawl processes over one run's sites, read as one stream of events."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        crawls: list[dict[str, Any]],
+        options: CrawlOptions,
+        hints: list[str],
+        processes: int,
+    ) -> None:
+        parts = partition(crawls, max(1, processes))
+        shared = CrawlOptions(
+            max_pages=options.max_pages,
+            connect_to=options.connect_to,
+            render=options.render,
+            time_limit_s=options.time_limit_s,
+            scrapy_settings=_scaled_concurrency(options.scrapy_settings, len(parts)),
+        )
+        self.runs = [CrawlRun(settings, part, shared, hints) for part in parts]
+
+    @property
+    def timed_out(self) -> bool:
+        return any(run.timed_out for run in self.runs)
+
+    @property
+    def terminated(self) -> bool:
+        return any(run.terminated for run in self.runs)
+
+    @property
+    def log_path(self) -> Path | None:
+        return self.runs[0].log_path if self.runs else None
+
+    @property
+    def log_paths(self) -> list[Path]:
+        return [run.log_path for run in self.runs if run.log_path is not None]
+
+    def terminate(self) -> None:
+        for run in self.runs:
+            run.terminate()
+
+    def ended(self) -> bool:
+        return all(run.ended() for run in self.runs)
+
+    def events(self) -> Any:
+        if len(self.runs) == 1:
+            yield from self.runs[0].events()
+            return
+        for run in self.runs:
+            run.start()
+        inbox: queue.Queue[tuple[int, Any]] = queue.Queue()
+
+        def read(index: int, run: CrawlRun) -> None:
+            try:
+                for event in run.events():
+                    inbox.put((index, event))
+            except BaseException as exc:  # handed to the consumer, which raises it
+                inbox.put((index, exc))
+            finally:
+                inbox.put((index, _END))
+
+        readers = [
+            threading.Thread(target=read, args=(i, run), name=f"crawl-reader-{i}", daemon=True)
+            for i, run in enumerate(self.runs)
+        ]
+        for reader in readers:
+            reader.start()
+        open_runs = len(readers)
+        try:
+            while open_runs:
+                _, event = inbox.get()
+                if event is _END:
+                    open_runs -= 1
+                elif isinstance(event, BaseException):
+                    raise event
+                else:
+                    yield event
+        finally:
+            for run in self.runs:  # the consumer stopped early: no crawl outlives the run
+                if run.proc is not None and run.proc.poll() is None:
+                    run.proc.kill()
+            for reader in readers:
+                reader.join(timeout=5)
+
+
+_END = object()
+
+
 @dataclass
 class AuditRunResult:
     audit_ids: list[int]
     crawl_log: Path | None
+    crawl_logs: list[Path] = field(default_factory=list)  # one per crawl process
 
 
-def _forward_signals(run: CrawlRun) -> dict[int, Any]:
+def _forward_signals(run: CrawlRun | CrawlGroup) -> dict[int, Any]:
     """SIGTERM/SIGINT stop the crawl gracefully instead of killing this process outright
     (only possible from the main thread; elsewhere the defaults stay)."""
     previous: dict[int, Any] = {}
@@ -255,7 +413,13 @@ def run_audits(
     crawls = start_crawls(store, sites, options, start_urls, job_keys)
     pending = {c["crawl_id"]: c["domain"] for c in crawls}
     audits: dict[int, int] = {}
-    run = CrawlRun(settings, crawls, options, ruleset.crawl_hints)
+    run = CrawlGroup(
+        settings,
+        crawls,
+        options,
+        ruleset.crawl_hints,
+        crawler_count(len(crawls), settings.crawlers),
+    )
     started = time.monotonic()
 
     def judge(crawl_id: int) -> None:
@@ -312,7 +476,7 @@ def run_audits(
             if event.get("event") == "crawl_done" and event.get("crawl_id") in pending:
                 if on_progress:
                     on_progress("crawled", {"domain": pending[event["crawl_id"]], **event})
-                crawl_ended = run.proc is not None and run.proc.poll() is not None
+                crawl_ended = run.ended()
                 backlog = len(pending) - len(audits)
                 if pool is None and want_pool and crawl_ended and backlog >= judgepool.MIN_BACKLOG:
                     pool = judgepool.JudgePool(
@@ -340,7 +504,7 @@ def run_audits(
             "%d site(s) not finished by the crawler (%s); see %s",
             len(missing),
             status,
-            run.log_path,
+            ", ".join(map(str, run.log_paths)),
         )
         with store.session() as session:
             session.execute(
@@ -367,4 +531,6 @@ def run_audits(
         raise Interrupted(
             f"stopped by a signal: {len(audits)} audit(s) recorded, crawls marked interrupted"
         )
-    return AuditRunResult([audits[c["crawl_id"]] for c in crawls], run.log_path)
+    return AuditRunResult(
+        [audits[c["crawl_id"]] for c in crawls], run.log_path, run.log_paths
+    )

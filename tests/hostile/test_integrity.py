@@ -158,6 +158,43 @@ def test_t25_sigterm_interrupts_gracefully(env, cli, public, canary):
     assert canary.hits == 0
 
 
+@pytest.mark.case("T25")
+@pytest.mark.timeout(120)
+def test_t25_sigterm_stops_every_crawl_process_of_a_split_run(env, cli, public, canary):
+    """A run split between two crawl processes (ECTRUST_CRAWLERS=2) stops as one: both
+    crawls interrupted and judged once, no crawl process left behind."""
+    shop(public, pages=20, delay=1.0)
+    domains = ("public.test", "second.test")
+    for domain in domains:
+        cli("sites", "add", domain, "--url", f"http://{domain}:{public.port}/")
+    stub = {"second.test": [[PUBLIC_IP]]}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ectrust", "audit", "--all", "--json", "--max-pages", "25",
+         *crawl_settings(public, stub, CONCURRENT_REQUESTS_PER_DOMAIN=1)],
+        cwd=env, env={**env_vars(env), "ECTRUST_CRAWLERS": "2"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while len(crawler_children(psutil.Process(proc.pid))) < 2 or sum(
+        p.startswith("/help/") for p in public.paths()
+    ) < 4:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    children = crawler_children(psutil.Process(proc.pid))
+    assert len(children) == 2
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 3, stderr
+    assert b"stopped by a signal" in stderr
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+    for domain in domains:
+        crawl = last_crawl(env, domain)
+        assert crawl["status"] == "interrupted"
+        assert len(db_rows(env, "select id from audits where crawl_id = ?", crawl["id"])) == 1
+    assert canary.hits == 0
+
+
 @pytest.mark.case("T25", "T31")
 @pytest.mark.timeout(180)
 def test_t25_sigkill_mid_crawl_then_the_next_run_completes_the_work(env, cli, public, canary):

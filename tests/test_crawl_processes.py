@@ -1,0 +1,98 @@
+"""A run over many sites is split between crawl processes (ectrust/pipeline.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ectrust import pipeline
+from ectrust.config import ConfigError, Settings
+from tests.conftest import write_site
+
+
+def test_crawler_count(monkeypatch):
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
+    per = pipeline.MIN_SITES_PER_CRAWLER
+    assert pipeline.crawler_count(0) == 1
+    assert pipeline.crawler_count(1, configured=4) == 1
+    assert pipeline.crawler_count(per * 2 - 1) == 1  # a second process would not pay
+    assert pipeline.crawler_count(per * 2) == 2
+    assert pipeline.crawler_count(per * 50) == 2  # never more than the cores
+    assert pipeline.crawler_count(3, configured=2) == 2  # configured wins …
+    assert pipeline.crawler_count(3, configured=8) == 3  # … up to one per site
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: None)
+    assert pipeline.crawler_count(per * 50) == 1
+
+
+def test_crawlers_setting():
+    assert Settings.from_env({}).crawlers == 0
+    assert Settings.from_env({"ECTRUST_CRAWLERS": "auto"}).crawlers == 0
+    assert Settings.from_env({"ECTRUST_CRAWLERS": " 3 "}).crawlers == 3
+    for bad in ("two", "-1", "1.5"):
+        with pytest.raises(ConfigError, match="ECTRUST_CRAWLERS"):
+            Settings.from_env({"ECTRUST_CRAWLERS": bad})
+
+
+def _crawl(i: int, url: str) -> dict[str, object]:
+    return {"crawl_id": i, "domain": url.split("/")[2].split(":")[0], "start_url": url}
+
+
+def test_partition_keeps_a_host_in_one_process_and_balances():
+    crawls = [
+        _crawl(1, "http://a.test/"),
+        _crawl(2, "http://b.test/"),
+        _crawl(3, "http://www.a.test/"),  # the same host as a.test, for pacing
+        _crawl(4, "http://c.test/"),
+        _crawl(5, "http://d.test:8080/"),
+    ]
+    parts = pipeline.partition(crawls, 2)
+    ids = [[c["crawl_id"] for c in part] for part in parts]
+    assert sorted(i for part in ids for i in part) == [1, 2, 3, 4, 5]
+    together = next(part for part in ids if 1 in part)
+    assert 3 in together
+    assert sorted(map(len, ids)) == [2, 3]
+    assert pipeline.partition(crawls[:1], 2) == [crawls[:1]]  # no empty process
+
+
+def test_concurrency_is_shared_not_multiplied():
+    scaled = pipeline._scaled_concurrency
+    assert scaled({"CONCURRENT_REQUESTS": 64}, 2)["CONCURRENT_REQUESTS"] == 32
+    assert scaled({"CONCURRENT_REQUESTS": "5"}, 2)["CONCURRENT_REQUESTS"] == 3
+    assert scaled({}, 2)["CONCURRENT_REQUESTS"] == 32  # crawler/settings.py's 64
+    assert scaled({"CONCURRENT_REQUESTS": 1}, 4)["CONCURRENT_REQUESTS"] == 1
+    assert scaled({"X": 1}, 1) == {"X": 1}
+
+
+def test_a_split_run_audits_every_site_once(env, cli, site_farm, monkeypatch):
+    farm, root = site_farm
+    domains = [f"shop{i}.example" for i in range(5)]
+    for domain in domains:
+        write_site(
+            root,
+            domain,
+            {
+                "index.html": '<html><body><a href="/privacy.html">隐私政策</a>'
+                "<footer>京ICP备12345678号</footer></body></html>",
+                "privacy.html": "<html><body><h1>隐私政策</h1>"
+                "<p>我们收集您的姓名。</p></body></html>",
+            },
+        )
+        cli("sites", "add", domain, "--url", f"http://{domain}/")
+    monkeypatch.setenv("ECTRUST_CRAWLERS", "2")
+    result = cli("audit", "--all", "--connect-to", f"::127.0.0.1:{farm.port}")
+    logs = result.stderr.split("crawl logs: ", 1)[1].strip().split(", ")
+    assert len(logs) == 2 and all(path.endswith(".log") for path in logs)
+    docs = cli.json("audit", "--all", "--json", "--connect-to", f"::127.0.0.1:{farm.port}")
+    audits = docs["audits"]
+    assert sorted(a["domain"] for a in audits) == domains  # each once, in the run's order
+    assert [a["domain"] for a in audits] == domains
+    assert all(a["crawl_status"] == "finished" and a["pages_fetched"] == 2 for a in audits)
+    listed = [
+        line.split("process (", 1)[1].split("): ", 1)[1].split(", ")
+        for path in logs
+        for line in Path(path).read_text(encoding="utf-8").splitlines()
+        if "sites of this crawl process" in line
+    ]
+    assert len(listed) == 2  # every site crawled by exactly one of the two processes
+    assert sorted(listed[0] + listed[1]) == domains
