@@ -195,22 +195,14 @@ def refresh_references(out_dir: Path = REFS_DIR) -> list[Path]:
     """Redraw the reference PNGs from the current SVG in headless Chromium (Debian's)."""
     from playwright.sync_api import sync_playwright
 
+    from crawler.egress import chromium_args  # a maintenance tool, not part of judging
+
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost",
-            ],
-        )
+        # The crawl's own switches: no network of Chromium's own, nothing resolved but
+        # localhost (the SVG is set as the page's content).
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=chromium_args([]))
         page = browser.new_page(device_scale_factor=2)
         for tier in ("red", "blue"):
             page.set_content(

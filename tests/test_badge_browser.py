@@ -17,6 +17,8 @@ import pytest
 from audits.badgeart import phash_distance, render_svg
 from audits.db import Store
 from audits.registry import import_rows, read_csv
+from crawler.egress import chromium_args
+from crawler.netpolicy import parse_connect_to
 from ectrust.config import Settings
 from ectrust.sitefarm import SiteFarm
 from tests.conftest import write_site
@@ -27,21 +29,9 @@ HOSTS = ("verify.trust.example", "valid.example", "copycat.example")
 
 
 def launch(p):  # type: ignore[no-untyped-def]
-    rules = ", ".join(f"MAP {h} 127.0.0.1" for h in HOSTS)
-    return p.chromium.launch(
-        executable_path=CHROMIUM,
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--disable-quic",
-            f"--host-resolver-rules={rules}, MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, "
-            "EXCLUDE localhost",
-        ],
-    )
+    """Chromium with the crawl's switches, the test hosts mapped to 127.0.0.1."""
+    mapped = parse_connect_to([f"{host}::127.0.0.1:" for host in HOSTS])
+    return p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(mapped))
 
 
 @pytest.fixture
