@@ -8,7 +8,8 @@ One run builds a farm of N generated Chinese shop sites (default 1,000; about 20
 the measuring (process-tree RSS and CPU sampled every 0.1 s) are ``bench/crawl.py``'s, reused
 here, so both benchmarks measure the same way. Then, against that same farm:
 
-1. ``ectrust audit --all --json`` over all N sites in one process tree (SQLite), politeness
+1. ``ectrust audit --all --json`` over all N sites in one process tree (SQLite; the crawl
+   split between processes as ``ECTRUST_CRAWLERS=auto`` chooses: one per core), politeness
    switched off the same way on both sides (``DOWNLOAD_DELAY=0``, no AutoThrottle, 64
    requests in flight, 2 per site): sites per minute, pages per second, peak RSS of the whole
    tree, and the tree's RSS when N/4, N/2 and N sites were crawled (1,000 sites: at 250, 500
@@ -239,6 +240,13 @@ def benchmark(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+        from ectrust.pipeline import crawler_count
+
+        print(
+            f"ectrust crawl processes: {crawler_count(args.sites)} (ECTRUST_CRAWLERS=auto); "
+            "the bare spider is one process",
+            flush=True,
+        )
         print("running ectrust audit --all --json …", flush=True)
         ectrust, urls = farmbench.run_ectrust(
             work, farm, server, args.max_pages, track_progress=True
@@ -258,6 +266,13 @@ def benchmark(args: argparse.Namespace) -> int:
         print(
             f"ectrust: {ectrust.sites_per_min:.0f} sites/min, {ectrust.pages_per_s:.1f} pages/s "
             f"over {ectrust.sites} sites"
+        )
+        print(
+            "CPU per page (all processes, start-up included): "
+            f"ectrust {m.cpu_seconds / ectrust.pages * 1000:.2f} ms, "
+            f"bare {bare.measured.cpu_seconds / bare.pages * 1000:.2f} ms "
+            f"({m.cpu_seconds / ectrust.pages / (bare.measured.cpu_seconds / bare.pages):.1f}x: "
+            "ectrust also parses, stores and judges every page)"
         )
         print(
             f"ectrust peak RSS (whole process tree): {m.peak_rss_mb:.0f} MB over "
