@@ -1167,6 +1167,32 @@ def bare_spider_main(urls_file: Path, connect_to: str) -> int:
 # ---------------------------------------------------------------------------------------
 
 
+def print_cpu_summary(ectrust: Result, bare: Result, cpus: int) -> bool:
+    """Print ectrust's CPU by process, and how busy the rest of the machine was during both
+    runs; returns whether it was too busy for the figures to mean much."""
+    by_process = ", ".join(
+        f"{name.split(' ', 1)[1] or name} {cpu:.1f} s"
+        for name, cpu in ectrust.measured.cpu_seconds_by_process.items()
+    )
+    print(f"ectrust CPU by process (at the last 0.1 s sample): {by_process}")
+    busy = [
+        r.measured.other_cpu_seconds > max(2.0, 0.05 * cpus * r.measured.seconds)
+        for r in (ectrust, bare)
+    ]
+    print(
+        "other CPU on the machine during the runs: "
+        f"ectrust {ectrust.measured.other_cpu_seconds:.1f} s, "
+        f"bare {bare.measured.other_cpu_seconds:.1f} s "
+        + (
+            "(WARNING: the machine was busy with other work; the figures are skewed, rerun)"
+            if any(busy)
+            else "(machine otherwise idle)"
+        ),
+        flush=True,
+    )
+    return any(busy)
+
+
 def print_table(results: Sequence[Result]) -> None:
     header = (
         f"{'':22}{'pages':>7}{'seconds':>9}{'pages/s':>9}{'sites/min':>11}"
@@ -1251,24 +1277,7 @@ def benchmark(args: argparse.Namespace) -> int:
                 f"{m.child_seen_until_s:.1f} s ({alive:.1f} s{inside}); command ended "
                 f"{m.seconds - m.child_seen_until_s:.1f} s after the child"
             )
-        by_process = ", ".join(
-            f"{name.split(' ', 1)[1] or name} {cpu:.1f} s"
-            for name, cpu in m.cpu_seconds_by_process.items()
-        )
-        print(f"ectrust CPU by process (at last 0.1 s sample): {by_process}")
-        busy = [
-            r.measured.other_cpu_seconds > max(2.0, 0.05 * cpus * r.measured.seconds)
-            for r in (ectrust, bare)
-        ]
-        print(
-            f"other CPU on the machine during the runs: ectrust {m.other_cpu_seconds:.1f} s, "
-            f"bare {bare.measured.other_cpu_seconds:.1f} s "
-            + (
-                "(WARNING: the machine was busy with other work; the figures are skewed, rerun)"
-                if any(busy)
-                else "(machine otherwise idle)"
-            )
-        )
+        busy = print_cpu_summary(ectrust, bare, cpus)
         print(
             f"ectrust stored {ectrust.extra['findings']} findings; evidence "
             f"{ectrust.extra['blob_store_mb']} MB, database {ectrust.extra['database_mb']} MB"
@@ -1290,7 +1299,7 @@ def benchmark(args: argparse.Namespace) -> int:
             "ectrust": _results_json(ectrust),
             "bare": _results_json(bare),
             "ratio_pages_per_s": round(ratio, 3),
-            "machine_busy_with_other_work": any(busy),
+            "machine_busy_with_other_work": busy,
         }
         out.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"figures written to {out.relative_to(REPO)}")

@@ -297,25 +297,7 @@ def benchmark(args: argparse.Namespace) -> int:
                 f"memory growth from {marks[0]} to {marks[-1]} sites: {growth:+.0f} MB peak "
                 f"({'flat' if growth < 0.15 * first else 'GROWING with the number of sites'})"
             )
-        by_process = ", ".join(
-            f"{name.split(' ', 1)[1] or name} {cpu:.1f} s"
-            for name, cpu in m.cpu_seconds_by_process.items()
-        )
-        print(f"ectrust CPU by process: {by_process}")
-        busy = [
-            r.measured.other_cpu_seconds > max(2.0, 0.05 * cpus * r.measured.seconds)
-            for r in (ectrust, bare)
-        ]
-        print(
-            f"other CPU on the machine during the runs: ectrust {m.other_cpu_seconds:.1f} s, "
-            f"bare {bare.measured.other_cpu_seconds:.1f} s "
-            + (
-                "(WARNING: the machine was busy with other work; the figures are skewed)"
-                if any(busy)
-                else "(machine otherwise idle)"
-            ),
-            flush=True,
-        )
+        busy = farmbench.print_cpu_summary(ectrust, bare, cpus)
         doc = {
             "sites": args.sites,
             "pages_per_site": args.pages_per_site,
@@ -332,7 +314,7 @@ def benchmark(args: argparse.Namespace) -> int:
                 str(mark): (None if hit is None else round(hit[2], 1))
                 for mark, hit in zip(marks, checkpoints, strict=True)
             },
-            "machine_busy_with_other_work": any(busy),
+            "machine_busy_with_other_work": busy,
         }
 
         print()

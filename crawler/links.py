@@ -104,6 +104,7 @@ def followable_url(base_url: str, href: str, origin: str | None = None) -> str |
     return _followable(base_url, href)
 
 
+@functools.lru_cache(maxsize=16384)  # asked of every link on every page
 def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
