@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from crawler.links import host_of, normalise_url
+from crawler.links import host_of, normalise_link, origin_of
 
 BADGE_WORDS = re.compile(
     r"诚信|认证|标识|红标|蓝标|可信|信用|trust|seal|badge|verif|cert|secure|shield|logo-?s",
@@ -64,10 +64,11 @@ def _context(img, page_host: str) -> bool:  # type: ignore[no-untyped-def]
 def badge_image_candidates(root, base_url: str, official_hosts: set[str]) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """Absolute URLs of images on this page that could be a copy of the badge."""
     page_host = host_of(base_url)
+    origin = origin_of(base_url)
     found: list[str] = []
     for img in root.iter("img"):
         src = image_source(img)
-        url = normalise_url(base_url, src) if src else None
+        url = normalise_link(base_url, src, origin) if src else None
         if url is None or url in found or host_of(url) in official_hosts:
             continue
         words = f"{img.get('alt') or ''} {img.get('title') or ''} {img.get('class') or ''} {src}"

@@ -76,32 +76,42 @@ def normalise_url(base: str, href: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=16384)
-def _followable(base: str, href: str) -> str | None:
-    url = normalise_url(base, href)
-    if url is None or _SKIP_EXT.search(urlsplit(url).path):
-        return None
-    return url
+def _normalised(base: str, href: str) -> str | None:
+    return normalise_url(base, href)
 
 
-def _origin(url: str) -> str | None:
+@functools.lru_cache(maxsize=16384)
+def _is_file(url: str) -> bool:
+    return bool(_SKIP_EXT.search(urlsplit(url).path))
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, the key under which ``normalise_link``
+    remembers links relative to the host's root."""
     parts = urlsplit(url)
     if parts.scheme in ("http", "https") and parts.netloc:
         return f"{parts.scheme}://{parts.netloc}"
     return None
 
 
-def followable_url(base_url: str, href: str, origin: str | None = None) -> str | None:
-    """``normalise_url`` for a link, None also for files no evaluator opens (images,
-    scripts, archives). Memoised: the pages of a site share their menus and footers, and a
-    link that is absolute, or relative to the host's root, resolves the same on every page
-    of the host, so those are cached by ``origin`` (``scheme://host``) or alone, not by the
-    page's URL."""
+def normalise_link(base_url: str, href: str, origin: str | None = None) -> str | None:
+    """``normalise_url``, memoised: the pages of a site share their menus, footers and
+    images, and a link that is absolute, or relative to the host's root, resolves the same
+    on every page of the host, so those are remembered by ``origin`` (``origin_of`` the
+    page) or alone rather than by the page's URL."""
     href = href.strip()
     if href[:7].lower() == "http://" or href[:8].lower() == "https://":
-        return _followable("", href)
+        return _normalised("", href)
     if origin is not None and href.startswith("/") and not href.startswith("//"):
-        return _followable(origin, href)
-    return _followable(base_url, href)
+        return _normalised(origin, href)
+    return _normalised(base_url, href)
+
+
+def followable_url(base_url: str, href: str, origin: str | None = None) -> str | None:
+    """``normalise_link``, None also for files no evaluator opens (images, scripts,
+    archives)."""
+    url = normalise_link(base_url, href, origin)
+    return None if url is None or _is_file(url) else url
 
 
 @functools.lru_cache(maxsize=16384)  # asked of every link on every page
@@ -122,7 +132,7 @@ class Link:
 
 def extract_links(root, base_url: str, hints: re.Pattern[str]) -> Iterator[Link]:  # type: ignore[no-untyped-def]
     """Links of an lxml document, with whether text, title or URL match a hint."""
-    origin = _origin(base_url)
+    origin = origin_of(base_url)
     for a in root.iter("a"):
         href = a.get("href")
         url = followable_url(base_url, href, origin) if href else None

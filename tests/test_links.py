@@ -37,11 +37,12 @@ HREFS = [
 
 @pytest.mark.parametrize("base", BASES)
 def test_followable_url_matches_normalise_url(base):
-    from crawler.links import _SKIP_EXT, _origin, urlsplit
+    from crawler.links import _SKIP_EXT, normalise_link, origin_of, urlsplit
 
-    origin = _origin(base)
+    origin = origin_of(base)
     for href in HREFS * 2:  # the second round comes from the cache
         expected = normalise_url(base, href)
+        assert normalise_link(base, href, origin) == expected, (base, href)
         if expected is not None and _SKIP_EXT.search(urlsplit(expected).path):
             expected = None
         assert followable_url(base, href, origin) == expected, (base, href)
