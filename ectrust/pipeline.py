@@ -280,8 +280,9 @@ class CrawlGroup:
         for run in self.runs:
             run.terminate()
 
-    def ended(self) -> bool:
-        return all(run.ended() for run in self.runs)
+    def any_ended(self) -> bool:
+        """Has a crawl process of the group exited (freeing a core)?"""
+        return any(run.ended() for run in self.runs)
 
     def events(self) -> Any:
         if len(self.runs) == 1:
@@ -450,9 +451,9 @@ def run_audits(
                 },
             )
 
-    # While the crawl runs, it has one core and judging here the other. Once the crawl
-    # process has exited (and freed its memory), a judging worker takes half of what is left
-    # to judge, so the end of a long run is not judged on one core alone.
+    # While the crawl runs, its processes and the judging here share the cores. Once a crawl
+    # process has exited (and freed its memory and its core), a judging worker takes half of
+    # what is left to judge, so the end of a long run is not judged on one core alone.
     pool: judgepool.JudgePool | None = None
     # A distributed job's audit is recorded under its job key here (the pool knows none).
     want_pool = judgepool.wanted(len(crawls)) and not job_keys
@@ -476,7 +477,7 @@ def run_audits(
             if event.get("event") == "crawl_done" and event.get("crawl_id") in pending:
                 if on_progress:
                     on_progress("crawled", {"domain": pending[event["crawl_id"]], **event})
-                crawl_ended = run.ended()
+                crawl_ended = run.any_ended()
                 backlog = len(pending) - len(audits)
                 if pool is None and want_pool and crawl_ended and backlog >= judgepool.MIN_BACKLOG:
                     pool = judgepool.JudgePool(
