@@ -64,9 +64,8 @@ def test_concurrency_is_shared_not_multiplied():
     assert scaled({"X": 1}, 1) == {"X": 1}
 
 
-def test_a_split_run_audits_every_site_once(env, cli, site_farm, monkeypatch):
-    farm, root = site_farm
-    domains = [f"shop{i}.example" for i in range(5)]
+def _shops(cli, root, count: int) -> list[str]:  # type: ignore[no-untyped-def]
+    domains = [f"shop{i}.example" for i in range(count)]
     for domain in domains:
         write_site(
             root,
@@ -79,6 +78,12 @@ def test_a_split_run_audits_every_site_once(env, cli, site_farm, monkeypatch):
             },
         )
         cli("sites", "add", domain, "--url", f"http://{domain}/")
+    return domains
+
+
+def test_a_split_run_audits_every_site_once(env, cli, site_farm, monkeypatch):
+    farm, root = site_farm
+    domains = _shops(cli, root, 5)
     monkeypatch.setenv("ECTRUST_CRAWLERS", "2")
     result = cli("audit", "--all", "--connect-to", f"::127.0.0.1:{farm.port}")
     logs = result.stderr.split("crawl logs: ", 1)[1].strip().split(", ")
@@ -96,3 +101,42 @@ def test_a_split_run_audits_every_site_once(env, cli, site_farm, monkeypatch):
     ]
     assert len(listed) == 2  # every site crawled by exactly one of the two processes
     assert sorted(listed[0] + listed[1]) == domains
+
+
+def test_the_judging_worker_starts_when_a_crawl_process_of_a_split_run_exits(
+    env, cli, site_farm, monkeypatch
+):
+    """With judging here slowed down, crawls are waiting when the first crawl process exits;
+    the judging worker then takes some, and every site still gets exactly one audit."""
+    import time
+
+    from ectrust import judgepool
+
+    farm, root = site_farm
+    domains = _shops(cli, root, 6)
+    monkeypatch.setenv("ECTRUST_CRAWLERS", "2")
+    monkeypatch.setattr(judgepool, "MIN_SITES", 2)
+    monkeypatch.setattr(judgepool, "MIN_BACKLOG", 1)
+    real_judge = pipeline.judge_crawl
+
+    def slow_judge(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(1.5)
+        return real_judge(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "judge_crawl", slow_judge)
+    started: list[bool] = []
+    real_pool = judgepool.JudgePool
+
+    class WatchedPool(real_pool):  # type: ignore[misc,valid-type]
+        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            started.append(True)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(judgepool, "JudgePool", WatchedPool)
+    audits = cli.json("audit", "--all", "--json", "--connect-to", f"::127.0.0.1:{farm.port}")[
+        "audits"
+    ]
+    assert started == [True]
+    assert [a["domain"] for a in audits] == domains
+    assert len({a["audit_id"] for a in audits}) == 6
+    assert all(a["crawl_status"] == "finished" and a["findings"] for a in audits)
