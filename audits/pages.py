@@ -294,9 +294,9 @@ class Page:
     def links(self) -> list[LinkInfo]:
         if self.tree is None:
             return []
-        footer = set()
-        for el in self.footer_elements:
-            footer.update(id(a) for a in el.iter("a"))
+        # the elements themselves, not their id()s: lxml makes element proxies on demand and
+        # a freed proxy's id() is reused, so a set of ids marked links outside the footer
+        footer = {a for el in self.footer_elements for a in el.iter("a")}
         out = []
         for a in self.tree.iter("a"):
             href = (a.get("href") or "").strip()
@@ -310,7 +310,7 @@ class Page:
                     href=href,
                     text=text,
                     selector=css_path(a),
-                    in_footer=id(a) in footer,
+                    in_footer=a in footer,
                     element=a,
                 )
             )
