@@ -62,8 +62,7 @@ def decode_body(body: bytes, content_type: str | None) -> tuple[str, str]:
 
 def _lines(text: str) -> str:
     """Cleaned non-empty lines."""
-    lines = (clean(line) for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
+    return "\n".join(filter(None, [" ".join(line.split()) for line in text.split("\n")]))
 
 
 def css_path(el: Any, depth: int = 4) -> str:
@@ -84,12 +83,16 @@ def css_path(el: Any, depth: int = 4) -> str:
 
 
 def is_boilerplate(el: Any) -> bool:
-    if el.tag in NEVER_BOILERPLATE:
+    tag = el.tag
+    if tag in NEVER_BOILERPLATE:
         return False
-    if el.tag in BOILERPLATE_TAGS:
+    if tag in BOILERPLATE_TAGS:
         return True
-    marker = f"{el.get('id') or ''} {el.get('class') or ''} {el.get('role') or ''}"
-    return bool(marker.strip()) and bool(BOILERPLATE_HINT.search(marker.strip()))
+    ident, cls, role = el.get("id"), el.get("class"), el.get("role")
+    if not (ident or cls or role):
+        return False  # most elements: no attribute to look at
+    marker = f"{ident or ''} {cls or ''} {role or ''}".strip()
+    return bool(marker) and bool(BOILERPLATE_HINT.search(marker))
 
 
 def clean(text: str) -> str:
@@ -218,31 +221,51 @@ class Page:
 
     @staticmethod
     def _texts_of(root: Any, skip_boilerplate: bool = False) -> tuple[str, str]:
-        """(all visible text, text outside page furniture) of ``root``, in one walk."""
+        """(all visible text, text outside page furniture) of ``root``, in one walk.
+
+        Each block element (BLOCK_TAGS) starts and ends a line; an element's tail belongs to
+        its parent (so the tail of a skipped script or comment is text of the parent)."""
         chunks: list[str] = []
         main: list[str] = []
-
-        def add(value: str, in_furniture: bool) -> None:
-            chunks.append(value)
-            if not in_furniture:
-                main.append(value)
+        add_all, add_main = chunks.append, main.append
+        invisible, blocks = INVISIBLE_TAGS, BLOCK_TAGS
 
         def walk(el: Any, in_furniture: bool) -> None:
-            if not isinstance(el.tag, str) or el.tag in INVISIBLE_TAGS:
+            tag = el.tag
+            if not isinstance(tag, str) or tag in invisible:
                 return
             if skip_boilerplate and not in_furniture and el is not root:
                 in_furniture = is_boilerplate(el)
-            block = el.tag in BLOCK_TAGS
+            block = tag in blocks
+            text = el.text
+            if in_furniture:  # only the first text gets it
+                if block:
+                    add_all("\n")
+                if text:
+                    add_all(text)
+                for child in el:
+                    walk(child, True)
+                    tail = child.tail
+                    if tail:
+                        add_all(tail)
+                if block:
+                    add_all("\n")
+                return
             if block:
-                add("\n", in_furniture)
-            if el.text:
-                add(el.text, in_furniture)
+                add_all("\n")
+                add_main("\n")
+            if text:
+                add_all(text)
+                add_main(text)
             for child in el:
-                walk(child, in_furniture)
-                if child.tail:
-                    add(child.tail, in_furniture)
+                walk(child, False)
+                tail = child.tail
+                if tail:
+                    add_all(tail)
+                    add_main(tail)
             if block:
-                add("\n", in_furniture)
+                add_all("\n")
+                add_main("\n")
 
         walk(root, False)
         return _lines("".join(chunks)), _lines("".join(main))

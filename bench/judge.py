@@ -266,8 +266,10 @@ def main() -> int:
         if not same:
             for i, (a, b) in enumerate(zip(base["lines"], cur["lines"], strict=False)):
                 if a != b:
-                    print(f"  first difference, audit {i}:\n    baseline {a[:600]}\n"
-                          f"    current  {b[:600]}")
+                    print(
+                        f"  first difference, audit {i}:\n    baseline {a[:600]}\n"
+                        f"    current  {b[:600]}"
+                    )
                     break
         ok = ok and same
     OUT_DIR.mkdir(parents=True, exist_ok=True)
