@@ -10,7 +10,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -172,35 +172,40 @@ def _record(
             if earlier is not None:  # another run of this job recorded it first
                 logger.info("job %s already recorded audit %d", job_key, earlier.audit_id)
                 return earlier.audit_id
+        rows = [
+            {
+                "rule_id": r.rule.id,
+                "pack": r.rule.pack.id,
+                "rule_sha256": r.rule.sha256,
+                "status": r.outcome.status,
+                "severity": r.rule.severity,
+                "title": r.rule.title,
+                "message": r.outcome.message,
+                "evidence": link_screenshots(view, r.rule.id, r.outcome.status, r.outcome.evidence),
+                "references": r.rule.references,
+                "guidance": r.rule.guidance,
+            }
+            for r in evaluation.results
+        ]
         audit = Audit(
             crawl_id=crawl_id,
             site_id=site_id,
             kind=kind,
             packs=ruleset.describe(),
             started_at=started_at,
+            finished_at=utcnow(),  # judged: only storing is left
             score=evaluation.score,
             reachable=evaluation.reachable,
             summary=evaluation.summary,
         )
         session.add(audit)
         session.flush()
-        session.add_all(
-            Finding(
-                audit_id=audit.id,
-                rule_id=r.rule.id,
-                pack=r.rule.pack.id,
-                rule_sha256=r.rule.sha256,
-                status=r.outcome.status,
-                severity=r.rule.severity,
-                title=r.rule.title,
-                message=r.outcome.message,
-                evidence=link_screenshots(view, r.rule.id, r.outcome.status, r.outcome.evidence),
-                references=r.rule.references,
-                guidance=r.rule.guidance,
+        # The findings in one INSERT of many rows, in the results' order (finding id order),
+        # without ORM objects: nothing reads them back as objects here.
+        if rows:  # (an empty list would insert one row of defaults)
+            session.execute(
+                insert(Finding.__table__), [{"audit_id": audit.id, **row} for row in rows]
             )
-            for r in evaluation.results
-        )
-        audit.finished_at = utcnow()
         write_manifest(session, audit)  # same transaction: no audit without its manifest
         if job_key is not None:  # same transaction: one audit per job (PRIMARY KEY job_key)
             session.add(JobReceipt(job_key=job_key, audit_id=audit.id, site_id=site_id))
