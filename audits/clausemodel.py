@@ -214,7 +214,12 @@ class ClauseModel:
 
     def predict(self, sentences: Sequence[str], titles: Sequence[str]) -> list[list[str]]:
         hits = self.scores(sentences, titles) >= self.threshold
-        return [[c for c, on in zip(self.categories, row, strict=True) if on] for row in hits]
+        out: list[list[str]] = [[] for _ in sentences]
+        # few sentences have a category: visit the hits only (row-major, so in category order)
+        rows, columns = np.nonzero(hits)
+        for i, j in zip(rows.tolist(), columns.tolist(), strict=True):
+            out[i].append(self.categories[j])
+        return out
 
 
 def train(
