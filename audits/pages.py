@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import charset_normalizer
 import lxml.html
@@ -97,6 +97,44 @@ def is_boilerplate(el: Any) -> bool:
 
 def clean(text: str) -> str:
     return " ".join(text.split())
+
+
+@lru_cache(maxsize=1024)
+def _scheme_and_host(base: str) -> tuple[str, str]:
+    parts = urlsplit(base)
+    return parts.scheme, parts.netloc
+
+
+_RESOLVED: dict[tuple[str, str, str], str] = {}
+_RESOLVED_MAX = 65536
+
+
+def resolve(base: str, href: str) -> str:
+    """``urljoin(base, href)``, remembered for the links whose result depends only on the
+    base's scheme and host: "/path…" (the path is the link's own) and "http(s)://host…"
+    (a host given). A shop has the same header and footer links on every page, so most
+    links of a site are joined once, not once per page."""
+    if not base or not href or "\t" in href or "\n" in href or "\r" in href:
+        return urljoin(base, href)  # (urljoin drops tabs and newlines before parsing)
+    if href.startswith("//"):
+        host_at = 2
+    elif href[0] == "/":
+        host_at = 0  # a path from the root
+    elif href.startswith("http://"):
+        host_at = 7
+    elif href.startswith("https://"):
+        host_at = 8
+    else:
+        return urljoin(base, href)  # relative to the base's path
+    if host_at and (len(href) == host_at or href[host_at] in "/?#"):
+        return urljoin(base, href)  # no host given: may take the base's path
+    key = (*_scheme_and_host(base), href)
+    found = _RESOLVED.get(key)
+    if found is None:
+        if len(_RESOLVED) >= _RESOLVED_MAX:
+            _RESOLVED.clear()
+        found = _RESOLVED[key] = urljoin(base, href)
+    return found
 
 
 @dataclass(frozen=True)
@@ -326,7 +364,7 @@ class Page:
             text = clean(
                 a.text_content() + " " + " ".join(img.get("alt") or "" for img in a.iter("img"))
             )
-            absolute = urljoin(self.final_url, href) if href else ""
+            absolute = resolve(self.final_url, href) if href else ""
             out.append(
                 LinkInfo(
                     url=absolute,

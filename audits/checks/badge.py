@@ -29,7 +29,7 @@ import functools
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote_to_bytes, urljoin, urlsplit
+from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
 import regex
 from w3lib.url import safe_url_string
@@ -173,6 +173,7 @@ def examine_image(
 ) -> ImageSeen | None:
     """Is this <img> the badge, and how do we know?"""
     from audits.badgeart import match_image
+    from audits.pages import resolve
 
     src = _img_source(img)
     words = f"{img.get('alt') or ''} {img.get('title') or ''} {src[:300]}"
@@ -186,7 +187,7 @@ def examine_image(
         return None
     if not src:
         return None
-    url = urljoin(page.final_url, src)
+    url = resolve(page.final_url, src)
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if host in site.badge_hosts:
@@ -231,7 +232,7 @@ def _link_kind(
 def collect_sightings(
     site: SiteView, image_hint: regex.Pattern[str] | None, link_hint: regex.Pattern[str] | None
 ) -> list[Sighting]:
-    from audits.pages import css_path
+    from audits.pages import css_path, resolve
 
     out: list[Sighting] = []
     # The same header and footer links are on every page: their words and addresses are
@@ -250,7 +251,7 @@ def collect_sightings(
             href = (a.get("href") or "").strip()
             if not href or href.startswith(("#", "javascript:", "mailto:", "tel:")):
                 continue
-            url = urljoin(page.final_url, href)
+            url = resolve(page.final_url, href)
             imgs = list(a.iter("img"))
             linked.extend(imgs)
             in_links.update(id(i) for i in imgs)
