@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import regex
@@ -72,9 +73,16 @@ def check_type(name: str, **properties: Any) -> Callable[[CheckFn], CheckFn]:
 
 def compile_patterns(patterns: Iterable[str]) -> regex.Pattern[str] | None:
     """One case-insensitive alternation of a rule's patterns (regex syntax)."""
-    items = [p for p in patterns if p]
+    items = tuple(p for p in patterns if p)
     if not items:
         return None
+    return _alternation(items)
+
+
+@lru_cache(maxsize=1024)
+def _alternation(items: tuple[str, ...]) -> regex.Pattern[str]:
+    # Checks compile their rule's patterns on every site: built once (the regex module's
+    # own cache lookup costs about as much as a search).
     return regex.compile("|".join(f"(?:{p})" for p in items), regex.IGNORECASE | regex.V0)
 
 
