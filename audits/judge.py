@@ -7,7 +7,8 @@ and the registry, so ``reaudit`` can re-judge last month's crawls with new rules
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -50,6 +51,55 @@ def certificate_index(session: Session) -> dict[str, tuple[str, Certificate]]:
     return {cert.cert_id: (domain, cert) for cert, domain in rows}
 
 
+def _info(cert: Certificate, domain: str, crawl_date: date) -> CertificateInfo:
+    return CertificateInfo(
+        cert.cert_id, domain, cert.tier, cert.effective_status(crawl_date), cert.valid_until
+    )
+
+
+class CertificateLookup(Mapping[str, CertificateInfo]):
+    """The registry's certificates as a view sees them (status on the crawl date), looked up
+    by id when a check asks for one: a badge names the certificate of its site, or another,
+    or none, so a view needs one or two of them, not the whole registry (loading all of them
+    for every crawl made judging a run O(sites x certificates)). Each id is read once, in a
+    short read-only transaction of its own; iterating reads them all."""
+
+    def __init__(self, bind: Any, crawl_date: date, known: dict[str, CertificateInfo]) -> None:
+        self._bind = bind
+        self._date = crawl_date
+        self._found: dict[str, CertificateInfo | None] = dict(known)
+        self._all: dict[str, CertificateInfo] | None = None
+
+    def _query(self, where: Any = None) -> dict[str, CertificateInfo]:
+        query = select(Certificate, Site.domain).join(Site)
+        if where is not None:
+            query = query.where(where)
+        with Session(self._bind) as session:
+            rows = session.execute(query).all()
+            return {cert.cert_id: _info(cert, domain, self._date) for cert, domain in rows}
+
+    def __getitem__(self, cert_id: str) -> CertificateInfo:
+        if self._all is not None:
+            return self._all[cert_id]
+        if cert_id not in self._found:
+            self._found[cert_id] = self._query(Certificate.cert_id == cert_id).get(cert_id)
+        found = self._found[cert_id]
+        if found is None:
+            raise KeyError(cert_id)
+        return found
+
+    def _everything(self) -> dict[str, CertificateInfo]:
+        if self._all is None:
+            self._all = self._query()
+        return self._all
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._everything())
+
+    def __len__(self) -> int:
+        return len(self._everything())
+
+
 def site_view(
     session: Session,
     crawl: Crawl,
@@ -57,14 +107,20 @@ def site_view(
     badge_hosts: tuple[str, ...],
     certs: dict[str, tuple[str, Certificate]] | None = None,
 ) -> SiteView:
+    """The view of ``crawl``. ``certs``: the registry index (``certificate_index``) when the
+    caller has it; without it, certificates are looked up as the checks name them."""
     site = crawl.site
     crawl_date = (crawl.started_at or utcnow()).date()
-    certs = certificate_index(session) if certs is None else certs
-    infos = {
-        cid: CertificateInfo(cid, domain, c.tier, c.effective_status(crawl_date), c.valid_until)
-        for cid, (domain, c) in certs.items()
-    }
     current = site.current_certificate
+    own = _info(current, site.domain, crawl_date) if current is not None else None
+    infos: Mapping[str, CertificateInfo]
+    if certs is not None:
+        infos = {cid: _info(c, domain, crawl_date) for cid, (domain, c) in certs.items()}
+        own = infos.get(current.cert_id) if current is not None else None
+    else:
+        infos = CertificateLookup(
+            session.get_bind(), crawl_date, {own.cert_id: own} if own is not None else {}
+        )
     pages = []
     shots: dict[str, list[dict[str, Any]]] = {}
     for shot in session.scalars(
@@ -95,7 +151,7 @@ def site_view(
         start_url=crawl.start_url,
         pages=pages,
         crawl_date=crawl_date,
-        certificate=infos.get(current.cert_id) if current is not None else None,
+        certificate=own,
         certificates=infos,
         badge_hosts=badge_hosts,
     )

@@ -9,6 +9,7 @@ kept off this hot path (it is about 20 times slower here).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property, lru_cache
@@ -396,7 +397,7 @@ class SiteView:
     pages: list[Page]
     crawl_date: date
     certificate: CertificateInfo | None = None
-    certificates: dict[str, CertificateInfo] = field(default_factory=dict)
+    certificates: Mapping[str, CertificateInfo] = field(default_factory=dict)
     badge_hosts: tuple[str, ...] = ()
     cache: dict[str, Any] = field(default_factory=dict)
 
