@@ -169,7 +169,10 @@ class ClauseModel:
 
     def _sums(self, rows: np.ndarray, keys: np.ndarray, n: int) -> np.ndarray:
         """Per row, the sum of the weights of its known n-grams, (n, categories)."""
-        pos = np.searchsorted(self.keys, keys)
+        # each distinct n-gram searched once, in sorted order (a third faster than searching
+        # every occurrence: a document repeats its characters and words)
+        distinct, occurrence = np.unique(keys, return_inverse=True)
+        pos = np.searchsorted(self.keys, distinct)[occurrence.reshape(-1)]
         pos[pos >= len(self.keys)] = 0
         known = self.keys[pos] == keys
         rows, pos = rows[known], pos[known]
