@@ -83,6 +83,9 @@ def css_path(el: Any, depth: int = 4) -> str:
     return " > ".join(reversed(parts))
 
 
+_BOILERPLATE_MARKERS: dict[str, bool] = {}  # a site's templates repeat a few class names
+
+
 def is_boilerplate(el: Any) -> bool:
     tag = el.tag
     if tag in NEVER_BOILERPLATE:
@@ -93,7 +96,13 @@ def is_boilerplate(el: Any) -> bool:
     if not (ident or cls or role):
         return False  # most elements: no attribute to look at
     marker = f"{ident or ''} {cls or ''} {role or ''}".strip()
-    return bool(marker) and bool(BOILERPLATE_HINT.search(marker))
+    found = _BOILERPLATE_MARKERS.get(marker)
+    if found is None:
+        if len(_BOILERPLATE_MARKERS) >= 4096:
+            _BOILERPLATE_MARKERS.clear()
+        found = bool(marker) and bool(BOILERPLATE_HINT.search(marker))
+        _BOILERPLATE_MARKERS[marker] = found
+    return found
 
 
 def clean(text: str) -> str:
@@ -263,51 +272,47 @@ class Page:
         """(all visible text, text outside page furniture) of ``root``, in one walk.
 
         Each block element (BLOCK_TAGS) starts and ends a line; an element's tail belongs to
-        its parent (so the tail of a skipped script or comment is text of the parent)."""
+        its parent (so the tail of a skipped script or comment is text of the parent). The
+        furniture's text is a run of chunks: the main text is the chunks outside those runs."""
         chunks: list[str] = []
-        main: list[str] = []
-        add_all, add_main = chunks.append, main.append
+        add = chunks.append
+        furniture: list[tuple[int, int]] = []
         invisible, blocks = INVISIBLE_TAGS, BLOCK_TAGS
 
-        def walk(el: Any, in_furniture: bool) -> None:
-            tag = el.tag
-            if not isinstance(tag, str) or tag in invisible:
-                return
-            if skip_boilerplate and not in_furniture and el is not root:
-                in_furniture = is_boilerplate(el)
-            block = tag in blocks
-            text = el.text
-            if in_furniture:  # only the first text gets it
-                if block:
-                    add_all("\n")
-                if text:
-                    add_all(text)
-                for child in el:
-                    walk(child, True)
-                    tail = child.tail
-                    if tail:
-                        add_all(tail)
-                if block:
-                    add_all("\n")
-                return
+        def walk(el: Any, detect: bool) -> None:  # detect: furniture below (not inside one)
+            block = el.tag in blocks
             if block:
-                add_all("\n")
-                add_main("\n")
+                add("\n")
+            text = el.text
             if text:
-                add_all(text)
-                add_main(text)
+                add(text)
             for child in el:
-                walk(child, False)
+                tag = child.tag
+                if isinstance(tag, str) and tag not in invisible:
+                    if detect and is_boilerplate(child):
+                        start = len(chunks)
+                        walk(child, False)
+                        furniture.append((start, len(chunks)))
+                    else:
+                        walk(child, detect)
                 tail = child.tail
                 if tail:
-                    add_all(tail)
-                    add_main(tail)
+                    add(tail)
             if block:
-                add_all("\n")
-                add_main("\n")
+                add("\n")
 
-        walk(root, False)
-        return _lines("".join(chunks)), _lines("".join(main))
+        if isinstance(root.tag, str) and root.tag not in invisible:
+            walk(root, skip_boilerplate)
+        everything = "".join(chunks)
+        if not furniture:
+            lines = _lines(everything)
+            return lines, lines
+        main, done = [], 0
+        for start, end in furniture:
+            main.append("".join(chunks[done:start]))
+            done = end
+        main.append("".join(chunks[done:]))
+        return _lines(everything), _lines("".join(main))
 
     def _text_of(self, root: Any) -> str:
         return self._texts_of(root)[0]
