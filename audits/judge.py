@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from audits.db import Store
 from audits.engine import Evaluation, evaluate
@@ -178,7 +178,7 @@ def judge_crawl(
     the job already recorded one, nothing is added and that audit's id is returned."""
     started = utcnow()
     with store.session(readonly=True) as session:
-        crawl = session.get(Crawl, crawl_id, options=[selectinload(Crawl.site)])
+        crawl = session.get(Crawl, crawl_id, options=[joinedload(Crawl.site)])  # one query
         if crawl is None:
             raise LookupError(f"no crawl {crawl_id}")
         view = site_view(session, crawl, blobs, badge_hosts)
