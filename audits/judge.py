@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -100,6 +100,16 @@ class CertificateLookup(Mapping[str, CertificateInfo]):
         return len(self._everything())
 
 
+def _rows_of_crawl(table: Any) -> Select:
+    return select(table).where(table.c.crawl_id == bindparam("crawl_id")).order_by(table.c.id)
+
+
+# The rows as plain tuples (Page.from_snapshot reads them by column name): built once,
+# and without an ORM object per row.
+_SNAPSHOTS = _rows_of_crawl(Snapshot.__table__)
+_SCREENSHOTS = _rows_of_crawl(Screenshot.__table__)
+
+
 def site_view(
     session: Session,
     crawl: Crawl,
@@ -123,9 +133,7 @@ def site_view(
         )
     pages = []
     shots: dict[str, list[dict[str, Any]]] = {}
-    for shot in session.scalars(
-        select(Screenshot).where(Screenshot.crawl_id == crawl.id).order_by(Screenshot.id)
-    ):
+    for shot in session.execute(_SCREENSHOTS, {"crawl_id": crawl.id}):
         shots.setdefault(shot.url, []).append(
             {
                 "kind": shot.kind,
@@ -135,10 +143,7 @@ def site_view(
                 "height": shot.height,
             }
         )
-    snapshots = session.scalars(
-        select(Snapshot).where(Snapshot.crawl_id == crawl.id).order_by(Snapshot.id)
-    ).all()
-    for snap in snapshots:
+    for snap in session.execute(_SNAPSHOTS, {"crawl_id": crawl.id}).all():
         body, error = b"", snap.error
         if snap.content_hash:
             try:

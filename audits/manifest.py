@@ -47,8 +47,13 @@ _SCALARS = frozenset((str, int, float, bool, type(None)))
 def _plain(value: Any) -> Any:
     """Column values in one canonical form, whatever the database hands back (SQLite returns
     naive datetimes, PostgreSQL aware ones)."""
-    if type(value) in _SCALARS:  # most values: nothing to convert
+    kind = type(value)
+    if kind in _SCALARS:  # most values: nothing to convert
         return value
+    if kind is dict:  # (scalars inline: most leaves)
+        return {str(k): v if type(v) in _SCALARS else _plain(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else _plain(v) for v in value]
     if isinstance(value, datetime):
         value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return value.isoformat()
