@@ -224,9 +224,10 @@ def _record(
 ) -> int:
     with store.session() as session:
         # Lock the site's row before inserting anything that references it: write_manifest
-        # locks it too, and taking it only there (after the audit's foreign key has taken a
-        # share lock on it) deadlocks two audits of one site recorded at once on PostgreSQL.
-        # Taken first, it queues them, and the job-key check below sees the earlier commit.
+        # needs it (site_locked below), and taking it only there (after the audit's foreign
+        # key has taken a share lock on it) deadlocks two audits of one site recorded at once
+        # on PostgreSQL. Taken first, it queues them, and the job-key check below sees the
+        # earlier commit.
         session.execute(select(Site.id).where(Site.id == site_id).with_for_update())
         if job_key is not None:
             earlier = session.get(JobReceipt, job_key)
@@ -267,7 +268,8 @@ def _record(
             session.execute(
                 insert(Finding.__table__), [{"audit_id": audit.id, **row} for row in rows]
             )
-        write_manifest(session, audit)  # same transaction: no audit without its manifest
+        # same transaction (no audit without its manifest), the site locked above
+        write_manifest(session, audit, site_locked=True)
         if job_key is not None:  # same transaction: one audit per job (PRIMARY KEY job_key)
             session.add(JobReceipt(job_key=job_key, audit_id=audit.id, site_id=site_id))
             session.flush()

@@ -125,11 +125,13 @@ def build_body(session: Session, audit: Audit, previous: EvidenceManifest | None
     """The manifest of ``audit``. Snapshot, screenshot and finding rows are read as plain
     column values (``_row_dicts``): the same data ``row_hash`` of their ORM objects hashes,
     without building objects for them."""
-    crawl = session.get(Crawl, audit.crawl_id)
-    assert crawl is not None
-    site = session.get(Site, audit.site_id)
-    assert site is not None
-    snapshots = _row_dicts(session, Snapshot, "crawl_id", crawl.id)
+    crawls = _row_dicts(session, Crawl, "id", audit.crawl_id)
+    assert crawls, f"no crawl {audit.crawl_id}"
+    crawl = crawls[0]
+    sites = _row_dicts(session, Site, "id", audit.site_id)
+    assert sites, f"no site {audit.site_id}"
+    site = sites[0]
+    snapshots = _row_dicts(session, Snapshot, "crawl_id", crawl["id"])
     findings = _row_dicts(session, Finding, "audit_id", audit.id)
     files: dict[str, dict[str, Any]] = {}
     snapshot_entries = []
@@ -150,7 +152,7 @@ def build_body(session: Session, audit: Audit, previous: EvidenceManifest | None
             }
         )
     # browser screenshots of this crawl (issue #5) are evidence like the bodies
-    shots = _row_dicts(session, Screenshot, "crawl_id", crawl.id)
+    shots = _row_dicts(session, Screenshot, "crawl_id", crawl["id"])
     screenshot_entries = []
     for shot in shots:
         files.setdefault(
@@ -167,10 +169,10 @@ def build_body(session: Session, audit: Audit, previous: EvidenceManifest | None
         )
     return {
         "format": FORMAT,
-        "site": {"id": site.id, "domain": site.domain},
+        "site": {"id": site["id"], "domain": site["domain"]},
         "screenshots": screenshot_entries,
         "audit": {"id": audit.id, "row": row_hash(audit)},
-        "crawl": {"id": crawl.id, "row": row_hash(crawl)},
+        "crawl": {"id": crawl["id"], "row": sha256_hex(canonical(crawl))},
         "snapshots": snapshot_entries,
         "files": [files[k] for k in sorted(files)],
         "findings": [
@@ -188,12 +190,16 @@ def build_body(session: Session, audit: Audit, previous: EvidenceManifest | None
     }
 
 
-def write_manifest(session: Session, audit: Audit) -> EvidenceManifest:
+def write_manifest(
+    session: Session, audit: Audit, *, site_locked: bool = False
+) -> EvidenceManifest:
     """Append the manifest of ``audit`` (flushed, with its findings) in the caller's
     transaction. The site's row is locked first (PostgreSQL; SQLite's write lock is already
-    held), so two audits of one site cannot both chain to the same predecessor."""
+    held), so two audits of one site cannot both chain to the same predecessor;
+    ``site_locked``: the caller's transaction holds that lock already."""
     session.flush()
-    session.execute(select(Site.id).where(Site.id == audit.site_id).with_for_update())
+    if not site_locked:
+        session.execute(select(Site.id).where(Site.id == audit.site_id).with_for_update())
     previous = session.scalars(
         select(EvidenceManifest)
         .where(EvidenceManifest.site_id == audit.site_id)
