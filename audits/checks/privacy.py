@@ -157,7 +157,7 @@ class ClauseDetector:
                 )
                 for i, categories in zip(chinese, predicted, strict=True):
                     hits[i].update(c for c in categories if c in known)
-        return [[c for c in CATEGORIES if c in found] for found in hits]
+        return [[c for c in CATEGORIES if c in found] if found else [] for found in hits]
 
     def _match(
         self,
