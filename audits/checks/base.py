@@ -105,6 +105,8 @@ PREFILTER_TIMEOUT_S = 0.05
 
 def _line_pattern(pattern: regex.Pattern[str]) -> regex.Pattern[str] | None:
     if pattern not in _LINE_PATTERNS:
+        if len(_LINE_PATTERNS) >= 1024:  # rule files are few; never grow without bound
+            _LINE_PATTERNS.clear()
         safe = not pattern.flags & ~_LINE_FLAGS and not _CONTEXT_SYNTAX.search(pattern.pattern)
         _LINE_PATTERNS[pattern] = (
             regex.compile(pattern.pattern, pattern.flags | regex.MULTILINE) if safe else None
