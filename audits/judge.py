@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, select
+from sqlalchemy import Engine, Select, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -128,9 +128,11 @@ def site_view(
         infos = {cid: _info(c, domain, crawl_date) for cid, (domain, c) in certs.items()}
         own = infos.get(current.cert_id) if current is not None else None
     else:
-        infos = CertificateLookup(
-            session.get_bind(), crawl_date, {own.cert_id: own} if own is not None else {}
-        )
+        bind = session.get_bind()
+        # lookups only read: on SQLite they take no write lock (audits/db.py)
+        if isinstance(bind, Engine) and not bind.get_execution_options().get("ectrust_readonly"):
+            bind = bind.execution_options(ectrust_readonly=True)
+        infos = CertificateLookup(bind, crawl_date, {own.cert_id: own} if own is not None else {})
     pages = []
     shots: dict[str, list[dict[str, Any]]] = {}
     for shot in session.execute(_SCREENSHOTS, {"crawl_id": crawl.id}):
