@@ -169,7 +169,10 @@ class ClauseModel:
 
     def _sums(self, rows: np.ndarray, keys: np.ndarray, n: int) -> np.ndarray:
         """Per row, the sum of the weights of its known n-grams, (n, categories)."""
-        pos = np.searchsorted(self.keys, keys)
+        # each distinct n-gram searched once, in sorted order (a third faster than searching
+        # every occurrence: a document repeats its characters and words)
+        distinct, occurrence = np.unique(keys, return_inverse=True)
+        pos = np.searchsorted(self.keys, distinct)[occurrence.reshape(-1)]
         pos[pos >= len(self.keys)] = 0
         known = self.keys[pos] == keys
         rows, pos = rows[known], pos[known]
@@ -214,7 +217,12 @@ class ClauseModel:
 
     def predict(self, sentences: Sequence[str], titles: Sequence[str]) -> list[list[str]]:
         hits = self.scores(sentences, titles) >= self.threshold
-        return [[c for c, on in zip(self.categories, row, strict=True) if on] for row in hits]
+        out: list[list[str]] = [[] for _ in sentences]
+        # few sentences have a category: visit the hits only (row-major, so in category order)
+        rows, columns = np.nonzero(hits)
+        for i, j in zip(rows.tolist(), columns.tolist(), strict=True):
+            out[i].append(self.categories[j])
+        return out
 
 
 def train(

@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import Select, bindparam, inspect, select
 from sqlalchemy.orm import Session
 
 from audits.evidence import BlobStore, EvidenceError
@@ -41,9 +41,19 @@ from audits.models import (
 FORMAT = "ectrust-evidence-manifest/1"
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
 def _plain(value: Any) -> Any:
     """Column values in one canonical form, whatever the database hands back (SQLite returns
     naive datetimes, PostgreSQL aware ones)."""
+    kind = type(value)
+    if kind in _SCALARS:  # most values: nothing to convert
+        return value
+    if kind is dict:  # (scalars inline: most leaves)
+        return {str(k): v if type(v) in _SCALARS else _plain(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else _plain(v) for v in value]
     if isinstance(value, datetime):
         value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return value.isoformat()
@@ -75,71 +85,103 @@ def row_hash(obj: Any) -> str:
     return sha256_hex(canonical(row_data(obj)))
 
 
-def evidence_files(snapshot: Snapshot) -> list[tuple[str, str]]:
-    """(role, sha256) of the files a snapshot row points to: its body (``content_hash``) and
-    any other ``*_hash`` column, e.g. a screenshot added by the rendering feature."""
+_ROW_QUERIES: dict[tuple[Any, str], tuple[list[str], Select]] = {}
+
+
+def _row_dicts(session: Session, model: Any, column: str, value: Any) -> list[dict[str, Any]]:
+    """``row_data`` of each row of ``model`` whose ``column`` is ``value``, in id order, read
+    without building ORM objects: the same columns under the same keys, converted by the
+    columns' own types. One statement per model, built once."""
+    key = (model, column)
+    if key not in _ROW_QUERIES:
+        attrs = inspect(model).column_attrs
+        table = model.__table__
+        query = (
+            select(*(a.columns[0] for a in attrs))
+            .where(table.c[column] == bindparam("value"))
+            .order_by(table.c.id)
+        )
+        _ROW_QUERIES[key] = ([a.key for a in attrs], query)
+    keys, query = _ROW_QUERIES[key]
+    rows = session.connection().execute(query, {"value": value}).all()
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def _files_of(data: dict[str, Any]) -> list[tuple[str, str]]:
     out = []
-    for column in inspect(snapshot).mapper.column_attrs:
-        if column.key.endswith("_hash"):
-            value = getattr(snapshot, column.key)
-            if value:
-                role = "snapshot" if column.key == "content_hash" else column.key[: -len("_hash")]
-                out.append((role, value))
+    for key, value in data.items():
+        if key.endswith("_hash") and value:
+            out.append(("snapshot" if key == "content_hash" else key[: -len("_hash")], value))
     return out
 
 
+def evidence_files(snapshot: Snapshot) -> list[tuple[str, str]]:
+    """(role, sha256) of the files a snapshot row points to: its body (``content_hash``) and
+    any other ``*_hash`` column, e.g. a screenshot added by the rendering feature."""
+    return _files_of(row_data(snapshot))
+
+
 def build_body(session: Session, audit: Audit, previous: EvidenceManifest | None) -> dict:
-    crawl = session.get(Crawl, audit.crawl_id)
-    assert crawl is not None
-    site = session.get(Site, audit.site_id)
-    assert site is not None
-    snapshots = session.scalars(
-        select(Snapshot).where(Snapshot.crawl_id == crawl.id).order_by(Snapshot.id)
-    ).all()
-    findings = session.scalars(
-        select(Finding).where(Finding.audit_id == audit.id).order_by(Finding.id)
-    ).all()
+    """The manifest of ``audit``. Snapshot, screenshot and finding rows are read as plain
+    column values (``_row_dicts``): the same data ``row_hash`` of their ORM objects hashes,
+    without building objects for them."""
+    crawls = _row_dicts(session, Crawl, "id", audit.crawl_id)
+    assert crawls, f"no crawl {audit.crawl_id}"
+    crawl = crawls[0]
+    sites = _row_dicts(session, Site, "id", audit.site_id)
+    assert sites, f"no site {audit.site_id}"
+    site = sites[0]
+    snapshots = _row_dicts(session, Snapshot, "crawl_id", crawl["id"])
+    findings = _row_dicts(session, Finding, "audit_id", audit.id)
     files: dict[str, dict[str, Any]] = {}
     snapshot_entries = []
     for s in snapshots:
-        refs = evidence_files(s)
+        refs = _files_of(s)
         for role, digest in refs:
             files.setdefault(digest, {"sha256": digest, "role": role, "snapshots": []})
-            files[digest]["snapshots"].append(s.id)
+            files[digest]["snapshots"].append(s["id"])
         snapshot_entries.append(
             {
-                "id": s.id,
-                "url": s.url,
-                "status": s.status,
-                "error": s.error,
-                "fetched_at": s.fetched_at,
+                "id": s["id"],
+                "url": s["url"],
+                "status": s["status"],
+                "error": s["error"],
+                "fetched_at": s["fetched_at"],
                 "files": [d for _, d in refs],
-                "row": row_hash(s),
+                "row": sha256_hex(canonical(s)),
             }
         )
     # browser screenshots of this crawl (issue #5) are evidence like the bodies
-    shots = session.scalars(
-        select(Screenshot).where(Screenshot.crawl_id == crawl.id).order_by(Screenshot.id)
-    ).all()
+    shots = _row_dicts(session, Screenshot, "crawl_id", crawl["id"])
     screenshot_entries = []
     for shot in shots:
         files.setdefault(
-            shot.content_hash,
-            {"sha256": shot.content_hash, "role": "screenshot", "snapshots": []},
+            shot["content_hash"],
+            {"sha256": shot["content_hash"], "role": "screenshot", "snapshots": []},
         )
         screenshot_entries.append(
-            {"id": shot.id, "url": shot.url, "kind": shot.kind, "row": row_hash(shot)}
+            {
+                "id": shot["id"],
+                "url": shot["url"],
+                "kind": shot["kind"],
+                "row": sha256_hex(canonical(shot)),
+            }
         )
     return {
         "format": FORMAT,
-        "site": {"id": site.id, "domain": site.domain},
+        "site": {"id": site["id"], "domain": site["domain"]},
         "screenshots": screenshot_entries,
         "audit": {"id": audit.id, "row": row_hash(audit)},
-        "crawl": {"id": crawl.id, "row": row_hash(crawl)},
+        "crawl": {"id": crawl["id"], "row": sha256_hex(canonical(crawl))},
         "snapshots": snapshot_entries,
         "files": [files[k] for k in sorted(files)],
         "findings": [
-            {"id": f.id, "rule_id": f.rule_id, "status": f.status, "row": row_hash(f)}
+            {
+                "id": f["id"],
+                "rule_id": f["rule_id"],
+                "status": f["status"],
+                "row": sha256_hex(canonical(f)),
+            }
             for f in findings
         ],
         "previous": None
@@ -148,12 +190,16 @@ def build_body(session: Session, audit: Audit, previous: EvidenceManifest | None
     }
 
 
-def write_manifest(session: Session, audit: Audit) -> EvidenceManifest:
+def write_manifest(
+    session: Session, audit: Audit, *, site_locked: bool = False
+) -> EvidenceManifest:
     """Append the manifest of ``audit`` (flushed, with its findings) in the caller's
     transaction. The site's row is locked first (PostgreSQL; SQLite's write lock is already
-    held), so two audits of one site cannot both chain to the same predecessor."""
+    held), so two audits of one site cannot both chain to the same predecessor;
+    ``site_locked``: the caller's transaction holds that lock already."""
     session.flush()
-    session.execute(select(Site.id).where(Site.id == audit.site_id).with_for_update())
+    if not site_locked:
+        session.execute(select(Site.id).where(Site.id == audit.site_id).with_for_update())
     previous = session.scalars(
         select(EvidenceManifest)
         .where(EvidenceManifest.site_id == audit.site_id)

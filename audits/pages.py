@@ -9,11 +9,12 @@ kept off this hot path (it is about 20 times slower here).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import charset_normalizer
 import lxml.html
@@ -62,8 +63,7 @@ def decode_body(body: bytes, content_type: str | None) -> tuple[str, str]:
 
 def _lines(text: str) -> str:
     """Cleaned non-empty lines."""
-    lines = (clean(line) for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
+    return "\n".join(filter(None, [" ".join(line.split()) for line in text.split("\n")]))
 
 
 def css_path(el: Any, depth: int = 4) -> str:
@@ -83,17 +83,68 @@ def css_path(el: Any, depth: int = 4) -> str:
     return " > ".join(reversed(parts))
 
 
+_BOILERPLATE_MARKERS: dict[str, bool] = {}  # a site's templates repeat a few class names
+
+
 def is_boilerplate(el: Any) -> bool:
-    if el.tag in NEVER_BOILERPLATE:
+    tag = el.tag
+    if tag in NEVER_BOILERPLATE:
         return False
-    if el.tag in BOILERPLATE_TAGS:
+    if tag in BOILERPLATE_TAGS:
         return True
-    marker = f"{el.get('id') or ''} {el.get('class') or ''} {el.get('role') or ''}"
-    return bool(marker.strip()) and bool(BOILERPLATE_HINT.search(marker.strip()))
+    ident, cls, role = el.get("id"), el.get("class"), el.get("role")
+    if not (ident or cls or role):
+        return False  # most elements: no attribute to look at
+    marker = f"{ident or ''} {cls or ''} {role or ''}".strip()
+    found = _BOILERPLATE_MARKERS.get(marker)
+    if found is None:
+        if len(_BOILERPLATE_MARKERS) >= 4096:
+            _BOILERPLATE_MARKERS.clear()
+        found = bool(marker) and bool(BOILERPLATE_HINT.search(marker))
+        _BOILERPLATE_MARKERS[marker] = found
+    return found
 
 
 def clean(text: str) -> str:
     return " ".join(text.split())
+
+
+@lru_cache(maxsize=1024)
+def _scheme_and_host(base: str) -> tuple[str, str]:
+    parts = urlsplit(base)
+    return parts.scheme, parts.netloc
+
+
+_RESOLVED: dict[tuple[str, str, str], str] = {}
+_RESOLVED_MAX = 65536
+
+
+def resolve(base: str, href: str) -> str:
+    """``urljoin(base, href)``, remembered for the links whose result depends only on the
+    base's scheme and host: "/path…" (the path is the link's own) and "http(s)://host…"
+    (a host given). A shop has the same header and footer links on every page, so most
+    links of a site are joined once, not once per page."""
+    if not base or not href or "\t" in href or "\n" in href or "\r" in href:
+        return urljoin(base, href)  # (urljoin drops tabs and newlines before parsing)
+    if href.startswith("//"):
+        host_at = 2
+    elif href[0] == "/":
+        host_at = 0  # a path from the root
+    elif href.startswith("http://"):
+        host_at = 7
+    elif href.startswith("https://"):
+        host_at = 8
+    else:
+        return urljoin(base, href)  # relative to the base's path
+    if host_at and (len(href) == host_at or href[host_at] in "/?#"):
+        return urljoin(base, href)  # no host given: may take the base's path
+    key = (*_scheme_and_host(base), href)
+    found = _RESOLVED.get(key)
+    if found is None:
+        if len(_RESOLVED) >= _RESOLVED_MAX:
+            _RESOLVED.clear()
+        found = _RESOLVED[key] = urljoin(base, href)
+    return found
 
 
 @dataclass(frozen=True)
@@ -218,34 +269,50 @@ class Page:
 
     @staticmethod
     def _texts_of(root: Any, skip_boilerplate: bool = False) -> tuple[str, str]:
-        """(all visible text, text outside page furniture) of ``root``, in one walk."""
+        """(all visible text, text outside page furniture) of ``root``, in one walk.
+
+        Each block element (BLOCK_TAGS) starts and ends a line; an element's tail belongs to
+        its parent (so the tail of a skipped script or comment is text of the parent). The
+        furniture's text is a run of chunks: the main text is the chunks outside those runs."""
         chunks: list[str] = []
-        main: list[str] = []
+        add = chunks.append
+        furniture: list[tuple[int, int]] = []
+        invisible, blocks = INVISIBLE_TAGS, BLOCK_TAGS
 
-        def add(value: str, in_furniture: bool) -> None:
-            chunks.append(value)
-            if not in_furniture:
-                main.append(value)
-
-        def walk(el: Any, in_furniture: bool) -> None:
-            if not isinstance(el.tag, str) or el.tag in INVISIBLE_TAGS:
-                return
-            if skip_boilerplate and not in_furniture and el is not root:
-                in_furniture = is_boilerplate(el)
-            block = el.tag in BLOCK_TAGS
+        def walk(el: Any, detect: bool) -> None:  # detect: furniture below (not inside one)
+            block = el.tag in blocks
             if block:
-                add("\n", in_furniture)
-            if el.text:
-                add(el.text, in_furniture)
+                add("\n")
+            text = el.text
+            if text:
+                add(text)
             for child in el:
-                walk(child, in_furniture)
-                if child.tail:
-                    add(child.tail, in_furniture)
+                tag = child.tag
+                if isinstance(tag, str) and tag not in invisible:
+                    if detect and is_boilerplate(child):
+                        start = len(chunks)
+                        walk(child, False)
+                        furniture.append((start, len(chunks)))
+                    else:
+                        walk(child, detect)
+                tail = child.tail
+                if tail:
+                    add(tail)
             if block:
-                add("\n", in_furniture)
+                add("\n")
 
-        walk(root, False)
-        return _lines("".join(chunks)), _lines("".join(main))
+        if isinstance(root.tag, str) and root.tag not in invisible:
+            walk(root, skip_boilerplate)
+        everything = "".join(chunks)
+        if not furniture:
+            lines = _lines(everything)
+            return lines, lines
+        main, done = [], 0
+        for start, end in furniture:
+            main.append("".join(chunks[done:start]))
+            done = end
+        main.append("".join(chunks[done:]))
+        return _lines(everything), _lines("".join(main))
 
     def _text_of(self, root: Any) -> str:
         return self._texts_of(root)[0]
@@ -294,23 +361,23 @@ class Page:
     def links(self) -> list[LinkInfo]:
         if self.tree is None:
             return []
-        footer = set()
-        for el in self.footer_elements:
-            footer.update(id(a) for a in el.iter("a"))
+        # the elements themselves, not their id()s: lxml makes element proxies on demand and
+        # a freed proxy's id() is reused, so a set of ids marked links outside the footer
+        footer = {a for el in self.footer_elements for a in el.iter("a")}
         out = []
         for a in self.tree.iter("a"):
             href = (a.get("href") or "").strip()
             text = clean(
                 a.text_content() + " " + " ".join(img.get("alt") or "" for img in a.iter("img"))
             )
-            absolute = urljoin(self.final_url, href) if href else ""
+            absolute = resolve(self.final_url, href) if href else ""
             out.append(
                 LinkInfo(
                     url=absolute,
                     href=href,
                     text=text,
                     selector=css_path(a),
-                    in_footer=id(a) in footer,
+                    in_footer=a in footer,
                     element=a,
                 )
             )
@@ -335,7 +402,7 @@ class SiteView:
     pages: list[Page]
     crawl_date: date
     certificate: CertificateInfo | None = None
-    certificates: dict[str, CertificateInfo] = field(default_factory=dict)
+    certificates: Mapping[str, CertificateInfo] = field(default_factory=dict)
     badge_hosts: tuple[str, ...] = ()
     cache: dict[str, Any] = field(default_factory=dict)
 

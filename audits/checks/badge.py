@@ -29,7 +29,7 @@ import functools
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote_to_bytes, urljoin, urlsplit
+from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
 import regex
 from w3lib.url import safe_url_string
@@ -169,24 +169,49 @@ def _data_uri(src: str) -> bytes | None:
 
 
 def examine_image(
-    site: SiteView, page: Page, img: Any, image_hint: regex.Pattern[str] | None
+    site: SiteView,
+    page: Page,
+    img: Any,
+    image_hint: regex.Pattern[str] | None,
+    seen: dict[tuple[str, str, str, str | None], ImageSeen | None] | None = None,
 ) -> ImageSeen | None:
-    """Is this <img> the badge, and how do we know?"""
-    from audits.badgeart import match_image
+    """Is this <img> the badge, and how do we know? ``seen``: the answers so far for this
+    site (the answer depends on the image's source, address and words only, and a site
+    shows the same images on every page)."""
+    from audits.pages import resolve
 
     src = _img_source(img)
-    words = f"{img.get('alt') or ''} {img.get('title') or ''} {src[:300]}"
+    alt, title = img.get("alt") or "", img.get("title") or ""
+    url = resolve(page.final_url, src) if src and not src.startswith("data:") else None
+    if seen is None:
+        return _examine(site, src, alt, title, url, image_hint)
+    key = (src, alt, title, url)
+    if key not in seen:
+        seen[key] = _examine(site, src, alt, title, url, image_hint)
+    return seen[key]
+
+
+def _examine(
+    site: SiteView,
+    src: str,
+    alt: str,
+    title: str,
+    url: str | None,
+    image_hint: regex.Pattern[str] | None,
+) -> ImageSeen | None:
+    from audits.badgeart import match_image
+
+    words = f"{alt} {title} {src[:300]}"
     if src.startswith("data:"):
         body = _data_uri(src)
         found = match_image(body) if body else None
         if found is not None:
             return ImageSeen(None, "copy", found.cert_id, f"inline image: {found.detail}")
-        if search(image_hint, f"{img.get('alt') or ''} {img.get('title') or ''}"):
+        if search(image_hint, f"{alt} {title}"):
             return ImageSeen(None, "hint", None, f"inline image described as {words[:80]!r}")
         return None
-    if not src:
+    if not src or url is None:
         return None
-    url = urljoin(page.final_url, src)
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if host in site.badge_hosts:
@@ -231,13 +256,14 @@ def _link_kind(
 def collect_sightings(
     site: SiteView, image_hint: regex.Pattern[str] | None, link_hint: regex.Pattern[str] | None
 ) -> list[Sighting]:
-    from audits.pages import css_path
+    from audits.pages import css_path, resolve
 
     out: list[Sighting] = []
     # The same header and footer links are on every page: their words and addresses are
     # judged once per site (both answers depend on nothing else).
     hinted: dict[str, bool] = {}
-    kinds: dict[tuple[str, bool, bool], tuple[str | None, str | None]] = {}
+    kinds: dict[tuple[Any, ...], tuple[str | None, str | None]] = {}
+    images: dict[tuple[str, str, str, str | None], ImageSeen | None] = {}
     for page in site.html_pages():
         tree = page.tree
         if tree is None:
@@ -250,20 +276,29 @@ def collect_sightings(
             href = (a.get("href") or "").strip()
             if not href or href.startswith(("#", "javascript:", "mailto:", "tel:")):
                 continue
-            url = urljoin(page.final_url, href)
+            url = resolve(page.final_url, href)
             imgs = list(a.iter("img"))
             linked.extend(imgs)
             in_links.update(id(i) for i in imgs)
-            seen_imgs = [s for s in (examine_image(site, page, i, image_hint) for i in imgs) if s]
+            seen_imgs = [
+                s for s in (examine_image(site, page, i, image_hint, images) for i in imgs) if s
+            ]
             image = next((s for s in seen_imgs if s.strong), seen_imgs[0] if seen_imgs else None)
-            label = f"{a.text_content()} {a.get('title') or ''} {a.get('aria-label') or ''}"
-            words = label[:500]
-            if words not in hinted:
-                hinted[words] = bool(search(image_hint, words))
-            key = (url, image is not None, hinted[words])
-            if key not in kinds:
-                kinds[key] = _link_kind(site, url, link_hint, key[1], key[2])
-            kind, lookalike = kinds[key]
+            if (url, image is not None) in kinds:  # known, and its words do not matter
+                kind, lookalike = kinds[url, image is not None]
+            else:
+                label = f"{a.text_content()} {a.get('title') or ''} {a.get('aria-label') or ''}"
+                words = label[:500]
+                if words not in hinted:
+                    hinted[words] = bool(search(image_hint, words))
+                key = (url, image is not None, hinted[words])
+                if key not in kinds:
+                    kinds[key] = _link_kind(site, url, link_hint, key[1], key[2])
+                kind, lookalike = kinds[key]
+                # _link_kind reads the words only for a link without badge image that names
+                # a certificate: for any other, the answer holds whatever its words say
+                if image is not None or certificate_id_in(url) is None:
+                    kinds[url, image is not None] = (kind, lookalike)
             if kind is None:
                 continue
             cert = certificate_id_in(url) if kind != "other" else None
@@ -301,7 +336,7 @@ def collect_sightings(
         for img in tree.iter("img"):
             if id(img) in in_links:
                 continue
-            image = examine_image(site, page, img, image_hint)
+            image = examine_image(site, page, img, image_hint, images)
             if image is None:
                 continue
             out.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import regex
@@ -72,9 +73,16 @@ def check_type(name: str, **properties: Any) -> Callable[[CheckFn], CheckFn]:
 
 def compile_patterns(patterns: Iterable[str]) -> regex.Pattern[str] | None:
     """One case-insensitive alternation of a rule's patterns (regex syntax)."""
-    items = [p for p in patterns if p]
+    items = tuple(p for p in patterns if p)
     if not items:
         return None
+    return _alternation(items)
+
+
+@lru_cache(maxsize=1024)
+def _alternation(items: tuple[str, ...]) -> regex.Pattern[str]:
+    # Checks compile their rule's patterns on every site: built once (the regex module's
+    # own cache lookup costs about as much as a search).
     return regex.compile("|".join(f"(?:{p})" for p in items), regex.IGNORECASE | regex.V0)
 
 
@@ -85,6 +93,57 @@ def search(pattern: regex.Pattern[str] | None, text: str, pos: int = 0) -> regex
         return pattern.search(text, pos, timeout=REGEX_TIMEOUT_S)
     except TimeoutError as exc:
         raise RuleTimeout(f"pattern {pattern.pattern[:80]!r} exceeded {REGEX_TIMEOUT_S}s") from exc
+
+
+# Pattern syntax whose result on one line can differ inside a longer text: negative
+# lookarounds, text anchors, inline flags and named or other extension groups, verbs.
+_CONTEXT_SYNTAX = regex.compile(r"\\[AZzGK]|\(\?(?![:=]|<=)|\(\*")
+_LINE_FLAGS = regex.IGNORECASE | regex.UNICODE | regex.MULTILINE | regex.DOTALL | regex.V0
+_LINE_PATTERNS: dict[regex.Pattern[str], regex.Pattern[str] | None] = {}
+PREFILTER_TIMEOUT_S = 0.05
+
+
+def _line_pattern(pattern: regex.Pattern[str]) -> regex.Pattern[str] | None:
+    if pattern not in _LINE_PATTERNS:
+        if len(_LINE_PATTERNS) >= 1024:  # rule files are few; never grow without bound
+            _LINE_PATTERNS.clear()
+        safe = not pattern.flags & ~_LINE_FLAGS and not _CONTEXT_SYNTAX.search(pattern.pattern)
+        _LINE_PATTERNS[pattern] = (
+            regex.compile(pattern.pattern, pattern.flags | regex.MULTILINE) if safe else None
+        )
+    return _LINE_PATTERNS[pattern]
+
+
+def lines_to_search(pattern: regex.Pattern[str] | None, text: str) -> list[int] | None:
+    """Which lines of ``text`` (``text.split("\n")``) ``search(pattern, line)`` may match,
+    from one search of the whole text instead of one per line; None when that cannot tell
+    (search every line then).
+
+    The whole-text search uses ``^``/``$`` at line ends (MULTILINE) and finds a match
+    wherever a line alone has one, only perhaps longer (running on into the next line) or
+    more: a line's surroundings can only add matches when the pattern has no negative
+    lookaround, text anchor, inline flag or other extension group (those fall back). Every
+    line a match touches is returned, so a line whose own match lies inside a longer one is
+    not lost; the caller searches these lines one by one as before, so its results are the
+    same, only the lines that cannot match are skipped."""
+    if pattern is None or not text:
+        return []
+    whole = _line_pattern(pattern)
+    if whole is None:
+        return None
+    lines: list[int] = []
+    line = pos = 0
+    try:
+        for match in whole.finditer(text, timeout=PREFILTER_TIMEOUT_S):
+            start, end = match.span()
+            line += text.count("\n", pos, start)
+            pos = start
+            last = line + text.count("\n", start, end - 1) if end > start else line
+            for i in range(max(line, lines[-1] + 1 if lines else 0), last + 1):
+                lines.append(i)
+    except TimeoutError:
+        return None
+    return lines
 
 
 def excerpt(text: str, match: regex.Match[str] | None = None, width: int = 160) -> str:

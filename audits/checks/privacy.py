@@ -157,7 +157,7 @@ class ClauseDetector:
                 )
                 for i, categories in zip(chinese, predicted, strict=True):
                     hits[i].update(c for c in categories if c in known)
-        return [[c for c in CATEGORIES if c in found] for found in hits]
+        return [[c for c in CATEGORIES if c in found] if found else [] for found in hits]
 
     def _match(
         self,
@@ -232,7 +232,7 @@ class ClauseDetector:
         for i in range(len(items) - 1, -1, -1):
             has_content[i] = seen_content
             seen_content = not title[i]
-        for i, categories in enumerate(self.classify_many(items)):
+        for i, categories in enumerate(self.classify_many(items, section_titles(items, title))):
             if title[i] and not has_content[i]:
                 continue
             bucket = weak if heading[i] else strong
@@ -289,12 +289,15 @@ def looks_like_title(sentence: str) -> bool:
     return han <= 20 if han else len(sentence.split()) <= 10
 
 
-def section_titles(items: Sequence[str]) -> list[str]:
-    """For each line, the latest section title above it ("" before the first)."""
+def section_titles(items: Sequence[str], is_title: Sequence[bool] | None = None) -> list[str]:
+    """For each line, the latest section title above it ("" before the first).
+    ``is_title``: ``looks_like_title`` of each line, when the caller has it."""
+    if is_title is None:
+        is_title = [looks_like_title(item) for item in items]
     out, current = [], ""
-    for item in items:
+    for item, title in zip(items, is_title, strict=True):
         out.append(current)
-        if looks_like_title(item):
+        if title:
             current = item
     return out
 

@@ -12,6 +12,7 @@ from audits.checks.base import (
     check_type,
     compile_patterns,
     excerpt,
+    lines_to_search,
     scoped_pages,
     search,
 )
@@ -62,7 +63,10 @@ def icp_number(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcome:
     030173号) is shown on the pages in scope; the number goes into the evidence."""
     for page in scoped_pages(site, rule):
         text = page.footer_text if params.get("footer_only") else page.text
-        for block in text.split("\n"):
+        blocks = text.split("\n")
+        lines = lines_to_search(ICP, text)
+        for i in range(len(blocks)) if lines is None else lines:
+            block = blocks[i]
             found = find_icp(block)
             if found:
                 number = format_icp(found[0])
@@ -86,7 +90,9 @@ def _codes_in(page: Page) -> list[tuple[str, bool, str]]:
     label's own text block or the one after it (a table row puts them in two cells)."""
     out = []
     blocks = page.text.split("\n")
-    for i, block in enumerate(blocks):
+    lines = lines_to_search(CREDIT_LABEL, page.text)
+    for i in range(len(blocks)) if lines is None else lines:
+        block = blocks[i]
         if not search(CREDIT_LABEL, block):
             continue
         for text in (block, f"{block} {blocks[i + 1]}" if i + 1 < len(blocks) else ""):

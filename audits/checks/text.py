@@ -10,6 +10,7 @@ from audits.checks.base import (
     check_type,
     compile_patterns,
     excerpt,
+    lines_to_search,
     scoped_pages,
     search,
 )
@@ -39,7 +40,10 @@ def text_present(site: SiteView, rule: Rule, params: dict[str, Any]) -> Outcome:
         if len(evidence) >= enough:
             break
         text = page.footer_text if params.get("footer_only") else page.text
-        for block in text.split("\n"):
+        blocks = text.split("\n")
+        lines = lines_to_search(pattern, text)
+        for i in range(len(blocks)) if lines is None else lines:
+            block = blocks[i]
             match = search(pattern, block)
             if match is None:
                 continue
