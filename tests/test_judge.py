@@ -76,3 +76,29 @@ def test_links_in_the_footer_are_the_footer_elements_links():
         headers={"content-type": ["text/html; charset=utf-8"]}, body=body,
     )  # fmt: skip
     assert [link.text for link in page.links if link.in_footer] == ["Privacy", "Terms"]
+
+
+def test_line_prefilter_never_skips_a_line_that_matches():
+    """lines_to_search (audits/checks/base.py) lets the line-by-line searches skip lines;
+    every line that matches on its own must be among those it keeps (or it must decline)."""
+    import random
+
+    from audits.checks.base import compile_patterns, lines_to_search, search
+
+    rng = random.Random(1129)
+    atoms = ["联系", "电话", "a", "b", r"\d{3}", r"\s*", r"\s+", ".", r"\b", "x?", "[ab]+"]
+    extras = ["^", "$", r"(?=b)", r"(?<=a)", r"(?!b)", r"\A", r"\Z", r"\s*+", "a++", "(?i:A)"]
+    alphabet = ["a", "b", " ", "\n", "联系", "电话", "1", "2", "3", "x"]
+    declined = checked = 0
+    for _ in range(3000):
+        parts = [rng.choice(atoms + extras) for _ in range(rng.randint(1, 4))]
+        pattern = compile_patterns(["".join(parts)])
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        kept = lines_to_search(pattern, text)
+        if kept is None:
+            declined += 1
+            continue
+        matching = [i for i, line in enumerate(text.split("\n")) if search(pattern, line)]
+        assert set(matching) <= set(kept), (pattern.pattern, text, matching, kept)
+        checked += 1
+    assert checked > 1000 and declined > 100  # both paths exercised

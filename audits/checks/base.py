@@ -96,8 +96,10 @@ def search(pattern: regex.Pattern[str] | None, text: str, pos: int = 0) -> regex
 
 
 # Pattern syntax whose result on one line can differ inside a longer text: negative
-# lookarounds, text anchors, inline flags and named or other extension groups, verbs.
-_CONTEXT_SYNTAX = regex.compile(r"\\[AZzGK]|\(\?(?![:=]|<=)|\(\*")
+# lookarounds, text anchors, inline flags and named or other extension groups, verbs, and
+# possessive quantifiers (``\s*+`` may swallow the line end and then fail where the line
+# alone matched). A false alarm only costs speed: the line-by-line search.
+_CONTEXT_SYNTAX = regex.compile(r"\\[AZzGK]|\(\?(?![:=]|<=)|\(\*|[*+?}]\+")
 _LINE_FLAGS = regex.IGNORECASE | regex.UNICODE | regex.MULTILINE | regex.DOTALL | regex.V0
 _LINE_PATTERNS: dict[regex.Pattern[str], regex.Pattern[str] | None] = {}
 PREFILTER_TIMEOUT_S = 0.05
