@@ -8,6 +8,7 @@ overlaps crawling.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -251,12 +252,8 @@ class CrawlGroup:
         processes: int,
     ) -> None:
         parts = partition(crawls, max(1, processes))
-        shared = CrawlOptions(
-            max_pages=options.max_pages,
-            connect_to=options.connect_to,
-            render=options.render,
-            time_limit_s=options.time_limit_s,
-            scrapy_settings=_scaled_concurrency(options.scrapy_settings, len(parts)),
+        shared = dataclasses.replace(
+            options, scrapy_settings=_scaled_concurrency(options.scrapy_settings, len(parts))
         )
         self.runs = [CrawlRun(settings, part, shared, hints) for part in parts]
 
