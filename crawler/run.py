@@ -69,7 +69,12 @@ def run(job: dict[str, Any]) -> int:
             dns_stub=probe.getdict("ECTRUST_DNS_STUB"),
         ).start()
     try:
-        process = CrawlerProcess(build_settings(job, proxy), install_root_handler=True)
+        settings = build_settings(job, proxy)
+        process = CrawlerProcess(settings)  # installs Scrapy's root log handler
+        # Scrapy leaves the root logger at NOTSET and filters in its handler, so every
+        # debug message (one per response, at least) is built and then dropped; set at the
+        # logger, a level below LOG_LEVEL costs one comparison.
+        logging.root.setLevel(settings.get("LOG_LEVEL") or "DEBUG")
         # A run may be split between processes (ectrust/pipeline.py): each log says which
         # sites it covers.
         logging.getLogger("crawler.run").info(

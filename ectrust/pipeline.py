@@ -437,7 +437,8 @@ def run_audits(
         audits[crawl_id] = audit_id
         if on_progress:
             with store.session(readonly=True) as session:
-                score = session.get(Audit, audit_id).score
+                # the score alone: loading the Audit would decode its JSON columns too
+                score = session.scalar(select(Audit.score).where(Audit.id == audit_id))
             on_progress(
                 "audited",
                 {
