@@ -32,7 +32,7 @@ and prints the ratio and whether the digests agree. Each side runs in its own ch
 
 Usage::
 
-    python bench/judge.py [--corpus DIR] [--sites N] [--extra-certs N] [--baseline-ref REV]
+    python bench/judge.py --corpus DIR [--sites N] [--extra-certs N] [--baseline-ref REV]
                           [--repeat N]
 
 ``DIR`` holds ``b.db`` and ``home/``; badge hosts are ``verify.trust.example`` (the corpus's).
@@ -56,7 +56,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "bench" / "out"
-DEFAULT_CORPUS = Path("/work/wt/corpus")
 BADGE_HOSTS = "verify.trust.example"
 FROZEN_AT = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -233,7 +232,12 @@ def show(label: str, r: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        help="(required) a folder holding b.db and home/ (python bench/throughput.py --sites 300 "
+        "--no-workers --keep leaves one and prints where)",
+    )
     parser.add_argument("--sites", type=int, default=0, help="judge only the first N crawls")
     parser.add_argument("--extra-certs", type=int, default=0)
     parser.add_argument("--baseline-ref", help="git revision to compare with")
@@ -244,6 +248,11 @@ def main() -> int:
         db, home, out = args.measure
         measure(db, home, args.sites or None, args.extra_certs, out)
         return 0
+    if args.corpus is None:
+        parser.error("--corpus DIR is required")
+    missing = [n for n in ("b.db", "home") if not (args.corpus / n).exists()]
+    if missing:
+        parser.error(f"--corpus {args.corpus}: no {' or '.join(missing)} there")
     with tempfile.TemporaryDirectory(prefix="ectrust-judge-") as tmp:
         root = Path(tmp)
         sides = {"current": REPO}
