@@ -97,3 +97,22 @@ def pg_url() -> Iterator[str]:
     """A private schema in the local PostgreSQL test database (whatever ECTRUST_TEST_DB says)."""
     with pg_schema_url() as url:
         yield url
+
+
+def judge_slowly_here(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Make the CLI process judge slowly (the judging worker of ectrust/judgepool.py keeps
+    full speed), so crawls are still waiting to be judged when a crawl process exits and the
+    worker starts."""
+    import time
+
+    from ectrust import judgepool, pipeline
+
+    real_judge = pipeline.judge_crawl
+
+    def slow_judge(*args: Any, **kwargs: Any) -> int:
+        time.sleep(seconds)
+        return real_judge(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "judge_crawl", slow_judge)
+    monkeypatch.setattr(judgepool, "MIN_SITES", 2)
+    monkeypatch.setattr(judgepool, "MIN_BACKLOG", 1)

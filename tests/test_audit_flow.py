@@ -7,11 +7,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.conftest import write_site
+from tests.conftest import judge_slowly_here, write_site
 from tests.dbs import query
 
 HOSTILE = """<html lang="zh-CN"><head><meta charset="utf-8">
@@ -169,19 +168,7 @@ def test_judging_worker_gives_the_same_audits(env, cli, site_farm, monkeypatch):
 
     monkeypatch.setattr(judgepool, "MIN_SITES", 10_000)
     alone = audit_all()
-    monkeypatch.setattr(judgepool, "MIN_SITES", 2)
-    monkeypatch.setattr(judgepool, "MIN_BACKLOG", 1)
-    # Judging here slowed down, so crawls are still waiting when the crawl process exits
-    # (the worker starts then); the worker itself judges at full speed.
-    from ectrust import pipeline
-
-    real_judge = pipeline.judge_crawl
-
-    def slow_judge(*args, **kwargs):  # type: ignore[no-untyped-def]
-        time.sleep(2)
-        return real_judge(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "judge_crawl", slow_judge)
+    judge_slowly_here(monkeypatch, 2.0)
     by_worker: list[int] = []
     done = judgepool.JudgePool.done
 

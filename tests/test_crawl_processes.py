@@ -8,7 +8,7 @@ import pytest
 
 from ectrust import pipeline
 from ectrust.config import ConfigError, Settings
-from tests.conftest import write_site
+from tests.conftest import judge_slowly_here, write_site
 
 
 def test_crawler_count(monkeypatch):
@@ -108,22 +108,12 @@ def test_the_judging_worker_starts_when_a_crawl_process_of_a_split_run_exits(
 ):
     """With judging here slowed down, crawls are waiting when the first crawl process exits;
     the judging worker then takes some, and every site still gets exactly one audit."""
-    import time
-
     from ectrust import judgepool
 
     farm, root = site_farm
     domains = _shops(cli, root, 6)
     monkeypatch.setenv("ECTRUST_CRAWLERS", "2")
-    monkeypatch.setattr(judgepool, "MIN_SITES", 2)
-    monkeypatch.setattr(judgepool, "MIN_BACKLOG", 1)
-    real_judge = pipeline.judge_crawl
-
-    def slow_judge(*args, **kwargs):  # type: ignore[no-untyped-def]
-        time.sleep(1.5)
-        return real_judge(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "judge_crawl", slow_judge)
+    judge_slowly_here(monkeypatch, 1.5)
     started: list[bool] = []
     real_pool = judgepool.JudgePool
 
