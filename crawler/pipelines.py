@@ -29,6 +29,11 @@ BATCH_ITEMS = 200
 _STOP = object()
 
 
+def _has_body(item: dict[str, Any]) -> bool:
+    """Is there a body to store (an empty one too, when there was a response)?"""
+    return bool(item["body"]) or item["status"] is not None
+
+
 class SnapshotWriter(threading.Thread):
     def __init__(self, db_url: str, home: Path, events=sys.stdout) -> None:  # type: ignore[no-untyped-def]
         super().__init__(name="snapshot-writer", daemon=True)
@@ -83,7 +88,7 @@ class SnapshotWriter(threading.Thread):
         files: list[bytes] = []
         for item in snapshots:
             files.extend(shot["png"] for shot in item.get("screenshots") or ())
-            if item["body"] or item["status"] is not None:
+            if _has_body(item):
                 files.append(item["body"])
         digests = iter(self.blobs.put_many(files))
         for item in batch:
@@ -102,7 +107,7 @@ class SnapshotWriter(threading.Thread):
                         }
                     )
                 body: bytes = item["body"]
-                digest = next(digests) if (body or item["status"] is not None) else None
+                digest = next(digests) if _has_body(item) else None
                 rows.append(
                     {
                         "crawl_id": item["crawl_id"],

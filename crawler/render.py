@@ -20,6 +20,7 @@ import contextlib
 import functools
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,21 +67,27 @@ NOSCRIPT_HINT = re.compile(
 _INVISIBLE = frozenset(("script", "style", "noscript", "template"))
 
 
-def _visible_text(root: Any) -> str:
+def _text_pieces(root: Any) -> Iterator[tuple[str | None, str | None]]:
+    """(text, tail) of each element of the body, the text left out for script, style,
+    noscript and template (their tails are the parent's text, which a visitor sees)."""
     body = root.find("body")
     if body is None:
-        return ""
-    # One walk: element texts (not of script, style …) in order, then all tails in order.
-    parts: list[str] = []
-    tails: list[str] = []
+        return
     for el in body.iter():
         tag = el.tag
-        if not isinstance(tag, str):
-            continue
-        if el.text and tag not in _INVISIBLE:
-            parts.append(el.text)
-        if el.tail:
-            tails.append(el.tail)
+        if isinstance(tag, str):
+            yield (el.text if tag not in _INVISIBLE else None), el.tail
+
+
+def _visible_text(root: Any) -> str:
+    # One walk: element texts in order, then all tails in order.
+    parts: list[str] = []
+    tails: list[str] = []
+    for text, tail in _text_pieces(root):
+        if text:
+            parts.append(text)
+        if tail:
+            tails.append(tail)
     parts.extend(tails)
     return " ".join(" ".join(parts).split())
 
@@ -88,15 +95,9 @@ def _visible_text(root: Any) -> str:
 def _has_visible_text(root: Any, at_least: int) -> bool:
     """``len(_visible_text(root)) >= at_least``, stopping as soon as it is known: the length
     of the whitespace-collapsed text only grows with each piece, whatever their order."""
-    body = root.find("body")
-    if body is None:
-        return at_least <= 0
     chars = words = 0
-    for el in body.iter():
-        tag = el.tag
-        if not isinstance(tag, str):
-            continue
-        for piece in (el.text if tag not in _INVISIBLE else None, el.tail):
+    for pieces in _text_pieces(root):
+        for piece in pieces:
             if piece:
                 for word in piece.split():
                     chars += len(word)
