@@ -287,19 +287,19 @@ class CrawlGroup:
             return
         for run in self.runs:
             run.start()
-        inbox: queue.Queue[tuple[int, Any]] = queue.Queue()
+        inbox: queue.Queue[Any] = queue.Queue()  # events, a reader's exception, or _END
 
-        def read(index: int, run: CrawlRun) -> None:
+        def read(run: CrawlRun) -> None:
             try:
                 for event in run.events():
-                    inbox.put((index, event))
+                    inbox.put(event)
             except BaseException as exc:  # handed to the consumer, which raises it
-                inbox.put((index, exc))
+                inbox.put(exc)
             finally:
-                inbox.put((index, _END))
+                inbox.put(_END)
 
         readers = [
-            threading.Thread(target=read, args=(i, run), name=f"crawl-reader-{i}", daemon=True)
+            threading.Thread(target=read, args=(run,), name=f"crawl-reader-{i}", daemon=True)
             for i, run in enumerate(self.runs)
         ]
         for reader in readers:
@@ -307,7 +307,7 @@ class CrawlGroup:
         open_runs = len(readers)
         try:
             while open_runs:
-                _, event = inbox.get()
+                event = inbox.get()
                 if event is _END:
                     open_runs -= 1
                 elif isinstance(event, BaseException):
