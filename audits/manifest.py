@@ -15,7 +15,6 @@ screenshots, findings JSON, SHA256SUMS, README) that can be checked with ``sha25
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mimetypes
 import shutil
@@ -27,7 +26,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, inspect, select
 from sqlalchemy.orm import Session
 
-from audits.evidence import BlobStore, EvidenceError
+from audits.evidence import BlobStore, EvidenceError, sha256_hex
 from audits.models import (
     Audit,
     Crawl,
@@ -72,17 +71,18 @@ def canonical(data: Any) -> bytes:
     ).encode("utf-8")
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def row_data(obj: Any) -> dict[str, Any]:
     """Every mapped column of a row (new columns other issues add are covered too)."""
     return {c.key: getattr(obj, c.key) for c in inspect(obj).mapper.column_attrs}
 
 
+def data_hash(data: dict[str, Any]) -> str:
+    """The hash of a row given as its column values (``row_data`` or ``_row_dicts``)."""
+    return sha256_hex(canonical(data))
+
+
 def row_hash(obj: Any) -> str:
-    return sha256_hex(canonical(row_data(obj)))
+    return data_hash(row_data(obj))
 
 
 _ROW_QUERIES: dict[tuple[Any, str], tuple[list[str], Select]] = {}
@@ -148,7 +148,7 @@ def build_body(session: Session, audit: Audit, previous: EvidenceManifest | None
                 "error": s["error"],
                 "fetched_at": s["fetched_at"],
                 "files": [d for _, d in refs],
-                "row": sha256_hex(canonical(s)),
+                "row": data_hash(s),
             }
         )
     # browser screenshots of this crawl (issue #5) are evidence like the bodies
@@ -164,7 +164,7 @@ def build_body(session: Session, audit: Audit, previous: EvidenceManifest | None
                 "id": shot["id"],
                 "url": shot["url"],
                 "kind": shot["kind"],
-                "row": sha256_hex(canonical(shot)),
+                "row": data_hash(shot),
             }
         )
     return {
@@ -172,7 +172,7 @@ def build_body(session: Session, audit: Audit, previous: EvidenceManifest | None
         "site": {"id": site["id"], "domain": site["domain"]},
         "screenshots": screenshot_entries,
         "audit": {"id": audit.id, "row": row_hash(audit)},
-        "crawl": {"id": crawl["id"], "row": sha256_hex(canonical(crawl))},
+        "crawl": {"id": crawl["id"], "row": data_hash(crawl)},
         "snapshots": snapshot_entries,
         "files": [files[k] for k in sorted(files)],
         "findings": [
@@ -180,7 +180,7 @@ def build_body(session: Session, audit: Audit, previous: EvidenceManifest | None
                 "id": f["id"],
                 "rule_id": f["rule_id"],
                 "status": f["status"],
-                "row": sha256_hex(canonical(f)),
+                "row": data_hash(f),
             }
             for f in findings
         ],

@@ -83,7 +83,9 @@ def css_path(el: Any, depth: int = 4) -> str:
     return " > ".join(reversed(parts))
 
 
-_BOILERPLATE_MARKERS: dict[str, bool] = {}  # a site's templates repeat a few class names
+@lru_cache(maxsize=4096)  # a site's templates repeat a few class names
+def _marker_is_boilerplate(marker: str) -> bool:
+    return bool(marker) and bool(BOILERPLATE_HINT.search(marker))
 
 
 def is_boilerplate(el: Any) -> bool:
@@ -95,14 +97,7 @@ def is_boilerplate(el: Any) -> bool:
     ident, cls, role = el.get("id"), el.get("class"), el.get("role")
     if not (ident or cls or role):
         return False  # most elements: no attribute to look at
-    marker = f"{ident or ''} {cls or ''} {role or ''}".strip()
-    found = _BOILERPLATE_MARKERS.get(marker)
-    if found is None:
-        if len(_BOILERPLATE_MARKERS) >= 4096:
-            _BOILERPLATE_MARKERS.clear()
-        found = bool(marker) and bool(BOILERPLATE_HINT.search(marker))
-        _BOILERPLATE_MARKERS[marker] = found
-    return found
+    return _marker_is_boilerplate(f"{ident or ''} {cls or ''} {role or ''}".strip())
 
 
 def clean(text: str) -> str:

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from audits.evidence import BlobStore, EvidenceError
-from audits.manifest import row_hash, sha256_hex, verify_audit
+from audits.evidence import BlobStore, EvidenceError, sha256_hex
+from audits.manifest import row_hash, verify_audit
 from audits.models import Audit, EvidenceManifest, Snapshot
 
 
