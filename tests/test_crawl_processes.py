@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from audits.db import Store
+from audits.models import Site
 from ectrust import pipeline
 from ectrust.config import ConfigError, Settings
 from tests.conftest import judge_slowly_here, write_site
@@ -130,3 +134,25 @@ def test_the_judging_worker_starts_when_a_crawl_process_of_a_split_run_exits(
     assert [a["domain"] for a in audits] == domains
     assert len({a["audit_id"] for a in audits}) == 6
     assert all(a["crawl_status"] == "finished" and a["findings"] for a in audits)
+
+
+def test_crawl_processes_run_nicer_than_the_judging(env, cli, site_farm):
+    """Judging (this process) keeps priority over the crawl processes feeding it, so it keeps
+    pace with the crawl instead of being left with a backlog after the last fetch."""
+    farm, root = site_farm
+    (domain,) = _shops(cli, root, 1)
+    settings = Settings.from_env()
+    store = Store(settings.db_url)
+    with store.session() as session:
+        site = session.scalars(select(Site).where(Site.domain == domain)).one()
+        session.expunge(site)
+    options = pipeline.CrawlOptions(max_pages=2, connect_to=[f"::127.0.0.1:{farm.port}"])
+    crawls = pipeline.start_crawls(store, [site], options)
+    run = pipeline.CrawlRun(settings, crawls, options, hints=[])
+    run.start()
+    assert run.proc is not None
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + pipeline.CRAWL_NICENESS)
+    assert os.getpriority(os.PRIO_PROCESS, run.proc.pid) == expected
+    events = list(run.events())
+    assert [e["event"] for e in events] == ["crawl_done"]
+    assert events[0]["status"] == "finished" and events[0]["pages"] == 2
