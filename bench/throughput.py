@@ -22,6 +22,12 @@ here, so both benchmarks measure the same way. Then, against that same farm:
    --json`` over the first ``--worker-sites`` sites, timed until it returns (it waits for the
    jobs). Skipped with a message when ``ectrust worker`` or Redis is not available.
 
+``--repeat N`` (N > 1) runs N - 1 more rounds of both, alternating which side goes first,
+each ectrust round on a fresh database, and also reports every round's ratio with their
+median: on a shared machine one pair of runs can be off by a fifth either way, and a
+paired, order-alternated median is what to compare across revisions. The headline ratio is
+then that median.
+
 Targets: ectrust >= 0.70 of bare Scrapy; peak RSS < 500 MB for 1,000 sites; two workers
 >= 1.6x one worker. Figures only mean something on an otherwise idle machine (the "other
 CPU" line says how busy it was). Written to ``bench/out/throughput-<timestamp>.json``.
@@ -29,7 +35,7 @@ CPU" line says how busy it was). Written to ``bench/out/throughput-<timestamp>.j
 Usage::
 
     python bench/throughput.py [--sites 1000] [--pages-per-site 20] [--max-pages 30]
-                               [--worker-sites 200] [--no-workers] [--keep]
+                               [--worker-sites 200] [--no-workers] [--repeat N] [--keep]
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,6 +90,86 @@ def memory_checkpoints(
             hit = (mark, at, rss, peak_mb)
         out.append(hit)
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# repeated rounds
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    """One ectrust run and one bare run, back to back."""
+
+    number: int
+    ectrust_first: bool
+    ectrust_s: float
+    bare_s: float
+    ratio: float  # ectrust pages/s over bare pages/s
+
+
+def round_of(
+    number: int, ectrust_first: bool, ectrust: farmbench.Result, bare: farmbench.Result
+) -> Round:
+    return Round(
+        number=number,
+        ectrust_first=ectrust_first,
+        ectrust_s=ectrust.measured.seconds,
+        bare_s=bare.measured.seconds,
+        ratio=ectrust.pages_per_s / bare.pages_per_s,
+    )
+
+
+def more_rounds(
+    work: Path,
+    farm: farmbench.Farm,
+    server: farmbench.Server,
+    max_pages: int,
+    urls: list[str],
+    count: int,
+) -> list[Round]:
+    """Rounds 2 .. count + 1: bare first in even rounds, so drift in the machine's load
+    does not always favour the same side. Each round gets its own folder (fresh database
+    and evidence store), removed after it."""
+    rounds: list[Round] = []
+    for number in range(2, count + 2):
+        run_dir = work / f"round-{number}"
+        run_dir.mkdir()
+        ectrust_first = number % 2 == 1
+        print(
+            f"round {number}: {'ectrust then bare' if ectrust_first else 'bare then ectrust'} …",
+            flush=True,
+        )
+        if ectrust_first:
+            ectrust, _ = farmbench.run_ectrust(run_dir, farm, server, max_pages)
+            bare = farmbench.run_bare(run_dir, urls, server, ectrust.sites)
+        else:
+            bare = farmbench.run_bare(run_dir, urls, server, len(farm.hosts))
+            ectrust, _ = farmbench.run_ectrust(run_dir, farm, server, max_pages)
+        if ectrust.pages != bare.pages:
+            raise farmbench.BenchError(
+                f"round {number}: ectrust fetched {ectrust.pages} pages, the bare list has "
+                f"{bare.pages}; the rounds would not compare the same work"
+            )
+        rounds.append(round_of(number, ectrust_first, ectrust, bare))
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return rounds
+
+
+def print_rounds(rounds: Sequence[Round]) -> float:
+    """Print each round and the spread; returns the median ratio."""
+    print(f"{'round':>5}  {'order':<18}{'ectrust s':>10}{'bare s':>8}{'ratio':>7}")
+    for r in rounds:
+        order = "ectrust then bare" if r.ectrust_first else "bare then ectrust"
+        print(f"{r.number:>5}  {order:<18}{r.ectrust_s:>10.1f}{r.bare_s:>8.1f}{r.ratio:>7.2f}")
+    ratios = [r.ratio for r in rounds]
+    median = statistics.median(ratios)
+    fastest = min(r.bare_s for r in rounds) / min(r.ectrust_s for r in rounds)
+    print(
+        f"ratio over {len(rounds)} rounds: median {median:.2f} (min {min(ratios):.2f}, "
+        f"max {max(ratios):.2f}); fastest ectrust run against fastest bare run: {fastest:.2f}"
+    )
+    return median
 
 
 # ---------------------------------------------------------------------------------------
@@ -260,8 +347,8 @@ def benchmark(args: argparse.Namespace) -> int:
         m = ectrust.measured
         print()
         print(
-            f"ectrust/bare pages/s: {ratio:.2f} (target >= {TARGET_RATIO:.2f}: "
-            f"{_verdict(ratio >= TARGET_RATIO)})"
+            f"ectrust/bare pages/s{' (round 1)' if args.repeat > 1 else ''}: {ratio:.2f} "
+            f"(target >= {TARGET_RATIO:.2f}: {_verdict(ratio >= TARGET_RATIO)})"
         )
         print(
             f"ectrust: {ectrust.sites_per_min:.0f} sites/min, {ectrust.pages_per_s:.1f} pages/s "
@@ -298,6 +385,17 @@ def benchmark(args: argparse.Namespace) -> int:
                 f"({'flat' if growth < 0.15 * first else 'GROWING with the number of sites'})"
             )
         busy = farmbench.print_cpu_summary(ectrust, bare, cpus)
+        rounds = [round_of(1, True, ectrust, bare)]
+        headline = ratio
+        if args.repeat > 1:
+            print()
+            rounds += more_rounds(work, farm, server, args.max_pages, urls, args.repeat - 1)
+            print()
+            headline = print_rounds(rounds)
+            print(
+                f"ectrust/bare pages/s, median of {len(rounds)} paired rounds: {headline:.2f} "
+                f"(target >= {TARGET_RATIO:.2f}: {_verdict(headline >= TARGET_RATIO)})"
+            )
         doc = {
             "sites": args.sites,
             "pages_per_site": args.pages_per_site,
@@ -310,6 +408,17 @@ def benchmark(args: argparse.Namespace) -> int:
             "ectrust": farmbench._results_json(ectrust),
             "bare": farmbench._results_json(bare),
             "ratio_pages_per_s": round(ratio, 3),
+            "rounds": [
+                {
+                    "round": r.number,
+                    "ectrust_first": r.ectrust_first,
+                    "ectrust_s": round(r.ectrust_s, 2),
+                    "bare_s": round(r.bare_s, 2),
+                    "ratio": round(r.ratio, 3),
+                }
+                for r in rounds
+            ],
+            "ratio_median_of_rounds": round(headline, 3),
             "memory_checkpoints_mb": {
                 str(mark): (None if hit is None else round(hit[2], 1))
                 for mark, hit in zip(marks, checkpoints, strict=True)
@@ -376,6 +485,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="sites for the one-worker/two-worker comparison (default 200)",
     )
     p.add_argument("--no-workers", action="store_true", help="skip the worker comparison")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="rounds of ectrust and bare, alternating which goes first; the headline ratio "
+        "is then the median of the rounds (default 1)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument(
         "--server", choices=("auto", "nginx", "aiohttp"), default="nginx", help=argparse.SUPPRESS
@@ -383,6 +500,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.sites < 4 or args.pages_per_site < 10:
         p.error("--sites must be >= 4 and --pages-per-site >= 10")
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
     return args
 
 
