@@ -67,11 +67,10 @@ def _pid_of_tmp(name: str) -> int | None:
 
 
 def gc_orphan_tmp(blobs: BlobStore) -> int:
-    """Remove ``*.tmp`` files whose writer process no longer exists."""
+    """Remove ``*.tmp`` files whose writer process no longer exists (``blobs/tmp/`` only:
+    this runs before every audit run and job, and must not walk the whole store)."""
     removed = 0
-    if not blobs.root.exists():
-        return 0
-    for tmp in blobs.root.rglob("*.tmp"):
+    for tmp in blobs.tmp_files():
         pid = _pid_of_tmp(tmp.name)
         if pid is not None and pid != os.getpid() and psutil.pid_exists(pid):
             continue

@@ -1214,7 +1214,7 @@ def evidence_verify(
             if missing:
                 raise BadInput(f"no audit {', '.join(map(str, missing))}")
         verdicts = verify(session, blobs, list(audit_ids or []))
-    orphans = sum(1 for _ in blobs.root.rglob("*.tmp")) if blobs.root.exists() else 0
+    orphans = len(blobs.tmp_files(everywhere=True))
     if as_json:
         print_json({"audits": [v.as_dict() for v in verdicts], "orphan_tmp_files": orphans})
     else:

@@ -4,6 +4,7 @@ on PostgreSQL."""
 from __future__ import annotations
 
 import gzip
+import os
 
 import pytest
 from sqlalchemy import text
@@ -136,6 +137,28 @@ def test_blob_store_is_content_addressed(tmp_path):
     assert blobs.gc_orphans() == 1
 
 
+def test_orphan_evidence_files_are_found_without_walking_the_store(tmp_path):
+    """Writes are staged in blobs/tmp/; the sweep before every audit run lists that folder
+    only (a *.tmp among the stored files is left to the full check), and keeps the files of
+    writers that are still running."""
+    from audits.recovery import gc_orphan_tmp
+
+    blobs = BlobStore(tmp_path)
+    blobs.put(b"stored")
+    dead = blobs.tmp_dir / "aa.gz.4194303.tmp"  # above pid_max: its writer is gone
+    live = blobs.tmp_dir / f"bb.gz.{os.getppid()}.tmp"  # the test runner's parent is alive
+    elsewhere = blobs.root / "cc" / "dd" / "ccdd.gz.4194303.tmp"
+    elsewhere.parent.mkdir(parents=True)
+    for path in (dead, live, elsewhere):
+        path.write_bytes(b"half")
+    assert blobs.tmp_files() == sorted([dead, live])
+    assert blobs.tmp_files(everywhere=True) == [*sorted([dead, live]), elsewhere]
+    assert gc_orphan_tmp(blobs) == 1
+    assert not dead.exists() and live.exists() and elsewhere.exists()
+    assert blobs.gc_orphans() == 2  # the explicit sweep: everything, wherever it lies
+    assert blobs.tmp_files(everywhere=True) == []
+
+
 def test_migrations_down_to_base_and_up_again(db_url):
     """Every migration's downgrade runs on this backend (ECTRUST_TEST_DB), the chain comes
     back up to head, and the migrated schema is exactly what the models declare."""
@@ -178,8 +201,9 @@ def test_blob_store_put_many_syncs_the_batch_before_naming_it(tmp_path, monkeypa
     real_sync = evidence._sync_all
 
     def watching_sync(root, paths):  # type: ignore[no-untyped-def]
-        # At sync time only temporary files exist for the new bodies.
+        # At sync time only temporary files exist for the new bodies, staged in blobs/tmp/.
         assert all(p.name.endswith(".tmp") and p.exists() for p in paths)
+        assert all(p.parent == blobs.tmp_dir for p in paths)
         assert not blobs.path_for(sha256_hex(b"first")).exists()
         synced.append([p.name for p in paths])
         real_sync(root, paths)

@@ -201,7 +201,7 @@ def test_t25_sigkill_mid_crawl_then_the_next_run_completes_the_work(env, cli, pu
     shop(public, pages=20, delay=0.5)
     cli("sites", "add", "public.test", "--url", f"http://public.test:{public.port}/")
     blobs = BlobStore(env / "home")
-    orphan = blobs.root / "ab" / "cd" / "abcd.gz.4194303.tmp"  # its writer pid is long gone
+    orphan = blobs.tmp_dir / "abcd.gz.4194303.tmp"  # its writer pid is long gone
     proc = ectrust(env, "audit", "public.test", "--max-pages", "25",
                    *crawl_settings(public, CONCURRENT_REQUESTS_PER_DOMAIN=1))
     deadline = time.monotonic() + 30
