@@ -156,3 +156,59 @@ def test_crawl_processes_run_nicer_than_the_judging(env, cli, site_farm):
     events = list(run.events())
     assert [e["event"] for e in events] == ["crawl_done"]
     assert events[0]["status"] == "finished" and events[0]["pages"] == 2
+
+
+LOG_LEVEL_PROBE = """
+import json, logging, sys
+import scrapy
+from scrapy import signals
+from scrapy.crawler import CrawlerProcess
+from crawler.run import build_settings, log_level_at_the_loggers
+
+NAMES = ("scrapy.core.scraper", "scrapy.core.engine", "crawler.spiders.site_audit")
+seen = {}
+
+class Probe(scrapy.Spider):
+    name = "probe"
+
+    async def start(self):
+        return
+        yield
+
+def closed():  # the end of the crawl: Scrapy's set-up is long over
+    seen.update({n: logging.getLogger(n).isEnabledFor(logging.DEBUG) for n in NAMES})
+
+process = CrawlerProcess(build_settings({"settings": {"LOG_LEVEL": sys.argv[1]}}))
+crawler = process.create_crawler(Probe)
+crawler.signals.connect(closed, signal=signals.spider_closed, weak=False)
+log_level_at_the_loggers(crawler)
+process.crawl(crawler)
+process.start()
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("level, debug_built", [("INFO", False), ("DEBUG", True)])
+def test_crawl_processes_drop_debug_messages_before_building_them(level, debug_built):
+    """Scrapy's logging config leaves its loggers at DEBUG and filters in the root handler
+    only: without the crawl process's own level, every page's debug lines are built and then
+    thrown away. Checked in a real Scrapy crawl, in a process of its own (one reactor each)."""
+    import json
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", LOG_LEVEL_PROBE, level],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "scrapy.core.scraper": debug_built,
+        "scrapy.core.engine": debug_built,
+        "crawler.spiders.site_audit": debug_built,
+    }
