@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.hostile.harness import Canary, Server
+from tests.hostile.harness import Canary, Server, canary_beside
 
 DEFAULT_MEMORY_MB = 1500
 ALL_CASES = [f"T{n:02d}" for n in range(1, 40)]
@@ -129,7 +129,7 @@ def public() -> Iterator[Server]:
 @pytest.fixture
 def canary(public: Server) -> Iterator[Canary]:
     """A canary on 127.0.0.1 at the public server's port; must see nothing."""
-    c = Canary(public.port)
+    c = canary_beside(public)
     yield c
     c.close()
 
