@@ -72,10 +72,8 @@ def gc_orphan_tmp(blobs: BlobStore) -> int:
     removed = 0
     for tmp in blobs.tmp_files():
         pid = _pid_of_tmp(tmp.name)
-        if pid is not None and pid != os.getpid() and psutil.pid_exists(pid):
-            continue
-        if pid == os.getpid():
-            continue
+        if pid is not None and (pid == os.getpid() or psutil.pid_exists(pid)):
+            continue  # its writer is this process or still running
         tmp.unlink(missing_ok=True)
         removed += 1
     return removed
