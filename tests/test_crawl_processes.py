@@ -212,3 +212,58 @@ def test_crawl_processes_drop_debug_messages_before_building_them(level, debug_b
         "scrapy.core.engine": debug_built,
         "crawler.spiders.site_audit": debug_built,
     }
+
+
+STATS_PROBE = """
+import json
+import scrapy
+from scrapy.crawler import CrawlerProcess
+from crawler.run import build_settings
+
+class Probe(scrapy.Spider):
+    name = "probe"
+
+    async def start(self):
+        return
+        yield
+
+process = CrawlerProcess(build_settings({"settings": {"LOG_LEVEL": "INFO"}}))
+crawler = process.create_crawler(Probe)
+process.crawl(crawler)
+process.start()
+stats = crawler.stats
+print(json.dumps({
+    "class": type(stats).__name__,
+    "finish_reason": stats.get_value("finish_reason"),
+    "has_start_time": stats.get_value("start_time") is not None,
+    "info_lines_counted": (stats.get_value("log_count/INFO") or 0) > 0,
+}))
+"""
+
+
+def test_crawl_processes_keep_scrapy_stats_without_its_attribute_shim():
+    """crawler/stats.py: the crawl's stats (finish_reason tells crawler/run.py whether a
+    run timed out) are still kept, by the collector without Scrapy 2.19's per-attribute
+    shim. A real Scrapy crawl, in a process of its own."""
+    import json
+    import subprocess
+    import sys
+
+    from crawler.stats import PlainStatsCollector
+
+    assert PlainStatsCollector.__getattribute__ is object.__getattribute__
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", STATS_PROBE],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "class": "PlainStatsCollector",
+        "finish_reason": "finished",
+        "has_start_time": True,
+        "info_lines_counted": True,
+    }
