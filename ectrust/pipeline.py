@@ -369,8 +369,9 @@ def start_crawls(
     """``start_urls`` (domain -> URL) overrides a site's registered start URL (``badge
     check`` starts from the page it was given); ``job_keys`` (domain -> key) marks the crawls
     of distributed jobs (audits/recovery.py leaves those to the job's redelivery)."""
+    runner = runner_identity()  # audits/recovery.py: is it still alive?
     with store.session() as session:
-        out = []
+        rows: list[tuple[Crawl, Site]] = []
         for site in sites:
             start_url = (start_urls or {}).get(site.domain, site.start_url)
             crawl = Crawl(
@@ -381,14 +382,19 @@ def start_crawls(
                     "max_pages": options.max_pages,
                     "render": options.render,
                     "connect_to": options.connect_to,
-                    "runner": runner_identity(),  # audits/recovery.py: is it still alive?
+                    "runner": runner,
                     **({"job": job_keys[site.domain]} if site.domain in (job_keys or {}) else {}),
                 },
             )
             session.add(crawl)
-            session.flush()
-            out.append({"crawl_id": crawl.id, "domain": site.domain, "start_url": start_url})
-        return out
+            rows.append((crawl, site))
+        # One flush for all: the rows go in batched INSERTs that return their ids (one flush
+        # per crawl took 0.8 s for 1,000 sites, while no crawl could start).
+        session.flush()
+        return [
+            {"crawl_id": crawl.id, "domain": site.domain, "start_url": crawl.start_url}
+            for crawl, site in rows
+        ]
 
 
 def run_audits(

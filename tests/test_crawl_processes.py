@@ -267,3 +267,31 @@ def test_crawl_processes_keep_scrapy_stats_without_its_attribute_shim():
         "has_start_time": True,
         "info_lines_counted": True,
     }
+
+
+def test_the_crawls_of_a_run_are_started_together_each_with_its_own_site(db_url):
+    """start_crawls inserts every crawl row of a run in one flush (batched INSERTs returning
+    the ids): each id must still come back with its own site, in the order the sites were
+    given, on the backend under test."""
+    from audits.models import Crawl
+
+    store = Store(db_url)
+    with store.session() as session:
+        for i in range(30):
+            session.add(Site(domain=f"shop{i:02d}.test", start_url=f"http://shop{i:02d}.test/"))
+    with store.session() as session:
+        sites = list(session.scalars(select(Site).order_by(Site.id.desc())))
+        session.expunge_all()
+    options = pipeline.CrawlOptions(max_pages=3)
+    crawls = pipeline.start_crawls(
+        store, sites, options, start_urls={"shop07.test": "http://shop07.test/cn/"}
+    )
+    assert [c["domain"] for c in crawls] == [s.domain for s in sites]
+    assert len({c["crawl_id"] for c in crawls}) == 30
+    with store.session(readonly=True) as session:
+        for c in crawls:
+            row = session.get(Crawl, c["crawl_id"])
+            assert row is not None and row.site.domain == c["domain"]
+            assert row.start_url == c["start_url"] and row.status == "running"
+            assert row.options["max_pages"] == 3 and row.options["runner"]["pid"] == os.getpid()
+    assert crawls[-8]["start_url"] == "http://shop07.test/cn/"
