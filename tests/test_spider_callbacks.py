@@ -26,8 +26,9 @@ def spider() -> SiteAuditSpider:
 
 def request(s: SiteAuditSpider, path: str):  # type: ignore[no-untyped-def]
     state = s.sites[1]
-    req = s._request(state, f"http://shop.test/{path}", depth=1, referrer=None, text="",
-                     reason="hint")
+    req = s._request(
+        state, f"http://shop.test/{path}", depth=1, referrer=None, text="", reason="hint"
+    )
     assert req is not None
     return req
 
