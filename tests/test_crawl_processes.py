@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -158,15 +159,14 @@ def test_crawl_processes_run_nicer_than_the_judging(env, cli, site_farm):
     assert events[0]["status"] == "finished" and events[0]["pages"] == 2
 
 
-LOG_LEVEL_PROBE = """
+# A crawl of nothing by a spider that requests nothing, with ectrust's crawl settings:
+# Scrapy's whole set-up, start and close, in a second or two.
+EMPTY_CRAWL = """
 import json, logging, sys
 import scrapy
 from scrapy import signals
 from scrapy.crawler import CrawlerProcess
 from crawler.run import build_settings, log_level_at_the_loggers
-
-NAMES = ("scrapy.core.scraper", "scrapy.core.engine", "crawler.spiders.site_audit")
-seen = {}
 
 class Probe(scrapy.Spider):
     name = "probe"
@@ -175,11 +175,37 @@ class Probe(scrapy.Spider):
         return
         yield
 
+process = CrawlerProcess(build_settings({"settings": {"LOG_LEVEL": sys.argv[1]}}))
+crawler = process.create_crawler(Probe)
+"""
+
+
+def probe_in_own_process(script: str, level: str = "INFO") -> Any:
+    """Run ``EMPTY_CRAWL`` followed by ``script`` in a process of its own (one reactor
+    each) and return the JSON the script prints last."""
+    import json
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", EMPTY_CRAWL + script, level],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+LOG_LEVEL_PROBE = """
+NAMES = ("scrapy.core.scraper", "scrapy.core.engine", "crawler.spiders.site_audit")
+seen = {}
+
 def closed():  # the end of the crawl: Scrapy's set-up is long over
     seen.update({n: logging.getLogger(n).isEnabledFor(logging.DEBUG) for n in NAMES})
 
-process = CrawlerProcess(build_settings({"settings": {"LOG_LEVEL": sys.argv[1]}}))
-crawler = process.create_crawler(Probe)
 crawler.signals.connect(closed, signal=signals.spider_closed, weak=False)
 log_level_at_the_loggers(crawler)
 process.crawl(crawler)
@@ -193,21 +219,7 @@ def test_crawl_processes_drop_debug_messages_before_building_them(level, debug_b
     """Scrapy's logging config leaves its loggers at DEBUG and filters in the root handler
     only: without the crawl process's own level, every page's debug lines are built and then
     thrown away. Checked in a real Scrapy crawl, in a process of its own (one reactor each)."""
-    import json
-    import subprocess
-    import sys
-
-    repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run(
-        [sys.executable, "-c", LOG_LEVEL_PROBE, level],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen == {
+    assert probe_in_own_process(LOG_LEVEL_PROBE, level) == {
         "scrapy.core.scraper": debug_built,
         "scrapy.core.engine": debug_built,
         "crawler.spiders.site_audit": debug_built,
@@ -215,20 +227,6 @@ def test_crawl_processes_drop_debug_messages_before_building_them(level, debug_b
 
 
 STATS_PROBE = """
-import json
-import scrapy
-from scrapy.crawler import CrawlerProcess
-from crawler.run import build_settings
-
-class Probe(scrapy.Spider):
-    name = "probe"
-
-    async def start(self):
-        return
-        yield
-
-process = CrawlerProcess(build_settings({"settings": {"LOG_LEVEL": "INFO"}}))
-crawler = process.create_crawler(Probe)
 process.crawl(crawler)
 process.start()
 stats = crawler.stats
@@ -245,23 +243,10 @@ def test_crawl_processes_keep_scrapy_stats_without_its_attribute_shim():
     """crawler/stats.py: the crawl's stats (finish_reason tells crawler/run.py whether a
     run timed out) are still kept, by the collector without Scrapy 2.19's per-attribute
     shim. A real Scrapy crawl, in a process of its own."""
-    import json
-    import subprocess
-    import sys
-
     from crawler.stats import PlainStatsCollector
 
     assert PlainStatsCollector.__getattribute__ is object.__getattribute__
-    repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run(
-        [sys.executable, "-c", STATS_PROBE],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+    assert probe_in_own_process(STATS_PROBE) == {
         "class": "PlainStatsCollector",
         "finish_reason": "finished",
         "has_start_time": True,
