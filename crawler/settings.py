@@ -34,10 +34,10 @@ REACTOR_THREADPOOL_MAXSIZE = 20
 # Scrapy starts this many asyncio workers for the output of every response. Our item
 # pipeline only hands items to the writer thread (crawler/pipelines.py) and requests only
 # go to the scheduler, so nothing is gained from doing those in parallel: one worker keeps
-# them in order and spares 7 task starts per page: 43 us per response instead of 82 with 8
-# at the 2 outputs of a typical page (Scrapy's _parallel_asyncio alone; a homepage's 12-25
-# outputs cost about the same either way). Scrapy's default of 100 measurably slowed
-# crawls (bench/crawl.py).
+# them in order and spares 7 task starts per page. Scrapy's _parallel_asyncio alone, per
+# response, 1 worker against 8: 43 against 82 us at the 2 outputs of a typical page, 112
+# against 117 at 12 and 190 against 140 at 25 (a homepage). Scrapy's default of 100
+# measurably slowed crawls (bench/crawl.py).
 CONCURRENT_ITEMS = 1
 CLOSESPIDER_TIMEOUT = 45 * 60
 # Sites crawled at once (crawler/spiders/site_audit.py); 0: twice what the downloader can
