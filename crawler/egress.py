@@ -112,6 +112,26 @@ def chromium_args(rules: list[ConnectTo]) -> list[str]:
     ]
 
 
+CHROMIUM = "/usr/bin/chromium"
+
+
+def browser_problem() -> str | None:
+    """Why a rendering crawl cannot start here, or None. Here, not in crawler/render.py,
+    because the CLI asks before every audit and that module imports Scrapy (0.2 s of the
+    CLI's start-up, for a process that never crawls)."""
+    import importlib.util
+
+    if importlib.util.find_spec("scrapy_playwright") is None:
+        return "scrapy-playwright is not installed (pip install scrapy-playwright)"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no browser at {CHROMIUM} (apt-get install chromium)"
+    try:
+        check_launch_environment()
+    except RuntimeError as exc:
+        return str(exc)
+    return None
+
+
 def check_launch_environment() -> None:
     """Refuse to start a browser that would reach loopback without the proxy (T20)."""
     if os.environ.get("PLAYWRIGHT_DISABLE_FORCED_CHROMIUM_PROXIED_LOOPBACK"):

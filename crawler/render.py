@@ -27,7 +27,12 @@ from typing import Any
 from scrapy.http import Response, TextResponse
 
 from crawler.dom import page_root
-from crawler.egress import check_launch_environment, chromium_args
+from crawler.egress import (  # noqa: F401  (browser_problem: its old home, still imported)
+    CHROMIUM,
+    browser_problem,
+    check_launch_environment,
+    chromium_args,
+)
 from crawler.netpolicy import parse_connect_to
 
 logger = logging.getLogger(__name__)
@@ -170,25 +175,6 @@ def render_reasons(response: Response, root: Any = None) -> list[str]:
 
 
 # -- settings ---------------------------------------------------------------------------------
-CHROMIUM = "/usr/bin/chromium"
-
-
-def browser_problem() -> str | None:
-    """Why a rendering crawl cannot start here, or None."""
-    import importlib.util
-    import os
-
-    if importlib.util.find_spec("scrapy_playwright") is None:
-        return "scrapy-playwright is not installed (pip install scrapy-playwright)"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"no browser at {CHROMIUM} (apt-get install chromium)"
-    try:
-        check_launch_environment()
-    except RuntimeError as exc:
-        return str(exc)
-    return None
-
-
 def playwright_settings(connect_to: list[str], proxy_url: str, max_bytes: int) -> dict[str, Any]:
     """Scrapy settings that add scrapy-playwright for rendered requests (plain requests keep
     going through Scrapy's own HTTP handler, which the Playwright handler extends)."""

@@ -358,7 +358,7 @@ def audit(
         )
         return
     if render is not Render.never:
-        from crawler.render import browser_problem
+        from crawler.egress import browser_problem
 
         problem = browser_problem()
         if problem:

@@ -103,7 +103,7 @@ def run_audit_job(store: Store, settings: Settings, job_id: int) -> None:
     _update(store, job_id, status="running", stage="crawling", started_at=utcnow())
     try:
         if render != "never":
-            from crawler.render import browser_problem
+            from crawler.egress import browser_problem
 
             problem = browser_problem()
             if problem:

@@ -280,3 +280,47 @@ def test_the_crawls_of_a_run_are_started_together_each_with_its_own_site(db_url)
             assert row.start_url == c["start_url"] and row.status == "running"
             assert row.options["max_pages"] == 3 and row.options["runner"]["pid"] == os.getpid()
     assert crawls[-8]["start_url"] == "http://shop07.test/cn/"
+
+
+# The CLI's own process, audited from the inside: at exit it reports whether Scrapy was ever
+# imported there.
+CLI_WITH_IMPORT_PROBE = """
+import atexit, sys
+atexit.register(lambda: print("scrapy loaded:", "scrapy" in sys.modules, file=sys.stderr))
+from ectrust.cli import app
+app(sys.argv[1:], prog_name="ectrust")
+"""
+
+
+def test_the_cli_audits_without_importing_scrapy(env, cli, site_farm):
+    """The CLI judges and never crawls (its crawl processes do), yet it asks before every
+    audit whether a browser can start: that question must not cost it Scrapy's import (about
+    0.2 s of every `ectrust audit`, and its memory)."""
+    import json
+    import subprocess
+    import sys
+
+    farm, root = site_farm
+    (domain,) = _shops(cli, root, 1)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CLI_WITH_IMPORT_PROBE,
+            "audit",
+            domain,
+            "--json",
+            "--render",
+            "auto",
+            "--connect-to",
+            f"::127.0.0.1:{farm.port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ,
+    )
+    audits = json.loads(done.stdout)["audits"]
+    assert [a["domain"] for a in audits] == [domain]
+    assert audits[0]["crawl_status"] == "finished" and audits[0]["pages_fetched"] == 2
+    assert "scrapy loaded: False" in done.stderr, done.stderr[-2000:]
