@@ -1,9 +1,9 @@
 """What the checks look at: stored snapshots decoded and parsed, as a site an evaluator sees.
 
 Decoding follows the browser's order (BOM, then the HTTP charset, then <meta>, then
-detection), with GB2312/GBK read as GB18030, their superset, exactly as Scrapy does while
-crawling, so crawl-time links and judge-time text agree. Parsing uses lxml; BeautifulSoup is
-kept off this hot path (it is about 20 times slower here).
+detection), with GB2312/GBK read by the GB18030 decoder, their superset, exactly as
+Scrapy does while crawling, so crawl-time links and judge-time text agree. Parsing uses
+lxml; BeautifulSoup is kept off this hot path (it is about 20 times slower here).
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from urllib.parse import urljoin, urlsplit
 import charset_normalizer
 import lxml.html
 from lxml import etree
-from w3lib.encoding import html_to_unicode
+from w3lib.encoding import (
+    html_body_declared_encoding,
+    http_content_type_encoding,
+    read_bom,
+    to_unicode,
+)
 
 # fmt: off
 BLOCK_TAGS = frozenset((
@@ -56,9 +61,22 @@ def _detect(body: bytes) -> str | None:
 
 
 def decode_body(body: bytes, content_type: str | None) -> tuple[str, str]:
-    """(text, encoding name) for an HTML body."""
-    encoding, text = html_to_unicode(content_type, body, auto_detect_fun=_detect)
-    return text, encoding
+    """(text, encoding name) for an HTML body: the BOM's encoding, else the HTTP charset,
+    else a <meta> declaration, else ``_detect``; w3lib's names and decoders (GB2312 and GBK
+    are read as GB18030, whatever name w3lib gives them: "gb18030" before w3lib 2.6, "gbk"
+    since). This is the order Scrapy's TextResponse follows while crawling. w3lib 2.6
+    deprecated passing a detector to ``html_to_unicode``, whose own detection differs from
+    Scrapy's, so the steps are taken here one by one."""
+    bom_encoding, bom = read_bom(body)
+    if bom_encoding:
+        return to_unicode(body[len(bom) :], bom_encoding), bom_encoding
+    encoding = (
+        http_content_type_encoding(content_type)
+        or html_body_declared_encoding(body)
+        or _detect(body)
+        or "utf-8"
+    )
+    return to_unicode(body, encoding), encoding
 
 
 def _lines(text: str) -> str:

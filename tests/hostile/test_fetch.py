@@ -344,7 +344,8 @@ def test_t09_charsets(env, public, canary, audit_site):
         page = stored_page(env, snaps[f"/{key}"])
         assert "朱镕基 陶喆" in page.text, key
         assert not page.encoding_mismatch
-    assert stored_page(env, snaps["/a"]).encoding == "gb18030"
+    # GBK read by the GB18030 decoder, its superset (w3lib names it "gbk" since 2.6)
+    assert stored_page(env, snaps["/a"]).encoding in ("gb18030", "gbk")
     page_c = stored_page(env, snaps["/c"])
     expected = big5.decode("big5", errors="replace")
     assert page_c.encoding in ("big5", "big5hkscs", "cp950")
