@@ -27,12 +27,7 @@ from typing import Any
 from scrapy.http import Response, TextResponse
 
 from crawler.dom import page_root
-from crawler.egress import (  # noqa: F401  (browser_problem: its old home, still imported)
-    CHROMIUM,
-    browser_problem,
-    check_launch_environment,
-    chromium_args,
-)
+from crawler.egress import CHROMIUM, check_launch_environment, chromium_args
 from crawler.netpolicy import parse_connect_to
 
 logger = logging.getLogger(__name__)

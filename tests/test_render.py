@@ -18,9 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from crawler.egress import EgressProxy, chromium_args
+from crawler.egress import EgressProxy, browser_problem, chromium_args
 from crawler.netpolicy import parse_connect_to
-from crawler.render import browser_problem
 from ectrust.sitefarm import SiteFarm
 from tests.conftest import write_site
 from tests.dbs import query
