@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -183,10 +186,6 @@ crawler = process.create_crawler(Probe)
 def probe_in_own_process(script: str, level: str = "INFO") -> Any:
     """Run ``EMPTY_CRAWL`` followed by ``script`` in a process of its own (one reactor
     each) and return the JSON the script prints last."""
-    import json
-    import subprocess
-    import sys
-
     repo = Path(__file__).resolve().parents[1]
     done = subprocess.run(
         [sys.executable, "-c", EMPTY_CRAWL + script, level],
@@ -296,10 +295,6 @@ def test_the_cli_audits_without_importing_scrapy(env, cli, site_farm):
     """The CLI judges and never crawls (its crawl processes do), yet it asks before every
     audit whether a browser can start: that question must not cost it Scrapy's import (about
     0.2 s of every `ectrust audit`, and its memory)."""
-    import json
-    import subprocess
-    import sys
-
     farm, root = site_farm
     (domain,) = _shops(cli, root, 1)
     done = subprocess.run(
@@ -318,7 +313,6 @@ def test_the_cli_audits_without_importing_scrapy(env, cli, site_farm):
         capture_output=True,
         text=True,
         timeout=120,
-        env=os.environ,
     )
     audits = json.loads(done.stdout)["audits"]
     assert [a["domain"] for a in audits] == [domain]
