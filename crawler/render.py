@@ -170,6 +170,13 @@ def render_reasons(response: Response, root: Any = None) -> list[str]:
 
 
 # -- settings ---------------------------------------------------------------------------------
+#: What a crawl that may render loads besides Scrapy's own components (crawler/warm.py).
+BROWSER_COMPONENTS = (
+    "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler",
+    "scrapy_playwright.memusage.ScrapyPlaywrightMemoryUsageExtension",
+)
+
+
 def playwright_settings(connect_to: list[str], proxy_url: str, max_bytes: int) -> dict[str, Any]:
     """Scrapy settings that add scrapy-playwright for rendered requests (plain requests keep
     going through Scrapy's own HTTP handler, which the Playwright handler extends)."""

@@ -20,7 +20,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from scrapy import signals
 from scrapy.crawler import Crawler, CrawlerProcess
@@ -69,10 +69,12 @@ def log_level_at_the_loggers(crawler: Crawler) -> None:
     crawler.signals.connect(apply, signal=signals.engine_started, weak=False)
 
 
-def run(job: dict[str, Any]) -> int:
-    # Events are the stdout protocol; the writer must own the real stdout.
-    events = sys.stdout
-    sys.stdout = sys.stderr
+def run(job: dict[str, Any], events: TextIO | None = None) -> int:
+    """Crawl the job's sites; one JSON line per finished site on ``events`` (default: the real
+    stdout, which nothing else may then write to)."""
+    if events is None:
+        events = sys.stdout
+        sys.stdout = sys.stderr
     writer = SnapshotWriter(job["db"], Path(job["home"]), events=events)
     writer.start()
     render = job.get("render", "never")

@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery, Task
+from celery.signals import worker_process_init
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -48,6 +49,7 @@ from audits.db import Store
 from audits.judge import recorded_audit
 from audits.models import Site
 from audits.rulepack import RuleSet, load_rules
+from ectrust import warmstart
 from ectrust.config import DEFAULT_BROKER, BrokerConfig, BrokerError, Settings
 from ectrust.hostlock import HostLocks
 
@@ -195,11 +197,19 @@ def _audit_site(
     return {"audit_id": audit_id, "domain": domain, "duplicate": False}
 
 
+def _start_fork_server(**_: Any) -> None:
+    warmstart.enable(start_now=True)
+
+
 def run_worker(cfg: BrokerConfig, concurrency: int) -> None:
     """``ectrust worker``: a Celery worker in the foreground (SIGTERM: warm shutdown, the
     jobs in hand finish and are acknowledged; a second SIGTERM or SIGQUIT stops at once and
     the queue delivers the unfinished jobs again)."""
     app = make_app(cfg)
+    # A worker starts one crawl per job: each pool process forks them from its own warm fork
+    # server (ectrust/warmstart.py), started as the pool process starts.
+    warmstart.enable(start_now=False)
+    worker_process_init.connect(_start_fork_server, weak=False)
     app.worker_main(
         [
             "worker",

@@ -35,7 +35,7 @@ from audits.models import Audit, Crawl, Site, Snapshot
 from audits.recovery import reconcile, runner_identity
 from audits.rulepack import RuleSet
 from crawler.netpolicy import parse_connect_to
-from ectrust import judgepool
+from ectrust import judgepool, warmstart
 from ectrust.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class CrawlRun:
         self.options = options
         self.hints = hints
         self.timed_out = False
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | warmstart.WarmCrawl | None = None
         self.terminated = False
         self.log_path: Path | None = None
         self._timer: threading.Timer | None = None
@@ -153,6 +153,9 @@ class CrawlRun:
             "badge_hosts": list(self.settings.badge_hosts),
             "render": self.options.render,
         }
+        if warmstart.enabled():
+            self._start_warm(job)
+            return
         with open(self.log_path, "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "crawler.run", "-"],
@@ -164,17 +167,26 @@ class CrawlRun:
                 preexec_fn=_start_crawl_child,
             )
         self.proc = proc
-        self._timer = threading.Timer(
-            self.options.run_time_limit(len(self.crawls)), self._kill, args=(proc,)
-        )
-        self._timer.daemon = True
-        self._timer.start()
+        self._start_timer()
         assert proc.stdin is not None
         try:
             proc.stdin.write(json.dumps(job).encode("utf-8"))
             proc.stdin.close()
         except BrokenPipeError:
             logger.error("the crawler exited before reading its job; see %s", self.log_path)
+
+    def _start_warm(self, job: dict[str, Any]) -> None:
+        """The same crawl, forked from this process's warm fork server (ectrust/warmstart.py)."""
+        assert self.log_path is not None
+        self.proc = warmstart.WarmCrawl(job, self.log_path, CRAWL_NICENESS)
+        self._start_timer()
+
+    def _start_timer(self) -> None:
+        self._timer = threading.Timer(
+            self.options.run_time_limit(len(self.crawls)), self._kill, args=(self.proc,)
+        )
+        self._timer.daemon = True
+        self._timer.start()
 
     def ended(self) -> bool:
         return self.proc is not None and self.proc.poll() is not None
@@ -198,7 +210,7 @@ class CrawlRun:
                 proc.kill()
                 proc.wait()
 
-    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+    def _kill(self, proc: subprocess.Popen[bytes] | warmstart.WarmCrawl) -> None:
         self.timed_out = True
         logger.error("crawl exceeded its time limit; stopping it")
         proc.kill()
