@@ -206,9 +206,11 @@ class CrawlRun:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
+                self._timer = None  # it holds this run: let both go without a full collection
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proc.stdout.close()
 
     def _kill(self, proc: subprocess.Popen[bytes] | warmstart.WarmCrawl) -> None:
         self.timed_out = True

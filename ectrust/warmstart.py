@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import threading
@@ -43,7 +44,11 @@ _lock = threading.Lock()
 
 def enable(*, start_now: bool = True) -> None:
     """Fork this process's crawls from a warm fork server from now on; ``start_now`` starts
-    the server at once (it imports in the background) so the first crawl need not wait."""
+    the server at once (it imports in the background) so the first crawl need not wait.
+
+    As with any multiprocessing start method but ``fork``, the main script is run again
+    (as ``__mp_main__``) in each crawl process: it must do its work under ``if __name__ ==
+    "__main__":``, as the ``ectrust`` command does."""
     global _enabled
     _enabled = True
     if start_now:
@@ -72,8 +77,14 @@ class WarmCrawl:
     interface that ectrust/pipeline.py uses: ``stdout`` (its events), ``poll``, ``wait``,
     ``send_signal``, ``kill``.
 
-    The process is not a child of this one (it is the fork server's), so it is signalled by
-    its pid, and only while it has not been seen to end."""
+    The process is the fork server's child, not this process's: whether it still runs, and
+    signalling it, go through a pidfd (Linux), so neither depends on the fork server (if it
+    died, by the OOM killer say, the crawl could still be stopped at its time limit) and a
+    signal cannot reach another process that later got the same pid. The exit status comes
+    from the fork server (255 when it is gone)."""
+
+    #: How long to wait, once the crawl has exited, for the fork server to report its status.
+    STATUS_WAIT_S = 5.0
 
     def __init__(self, job: dict[str, Any], log_path: Path, niceness: int) -> None:
         context = _fork_context()
@@ -92,23 +103,48 @@ class WarmCrawl:
         self.pid = self._process.pid
         self.stdout: IO[bytes] = _file_of(reader, "rb")
         self.returncode: int | None = None
+        self._lock = threading.Lock()
+        self._pidfd: int | None = None
+        with contextlib.suppress(ProcessLookupError):  # it has already ended
+            self._pidfd = os.pidfd_open(self.pid)  # type: ignore[arg-type]
+
+    def _running(self, timeout: float | None = 0) -> bool:
+        if self._pidfd is None:
+            return False
+        readable, _, _ = select.select([self._pidfd], [], [], timeout)
+        return not readable  # a pidfd turns readable when its process exits
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            self.returncode = self._process.exitcode
-        return self.returncode
+        with self._lock:
+            if self.returncode is None and not self._running():
+                self._process.join(self.STATUS_WAIT_S)
+                code = self._process.exitcode
+                self.returncode = 255 if code is None else code
+                self._release()
+            return self.returncode
 
     def wait(self) -> int | None:
-        self._process.join()
+        self._running(timeout=None)
         return self.poll()
 
     def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._process.pid, sig)  # type: ignore[arg-type]
+        with self._lock:
+            if self.returncode is None and self._pidfd is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(self._pidfd, sig)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
+
+    def _release(self) -> None:
+        """Close what the ended process held here at once (not at the next garbage
+        collection: a worker starts thousands of crawls). The event pipe stays open until
+        its reader has read it to the end (CrawlRun closes it)."""
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        with contextlib.suppress(ValueError):  # still running after STATUS_WAIT_S: leave it
+            self._process.close()
 
 
 @contextlib.contextmanager

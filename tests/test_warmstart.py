@@ -16,14 +16,15 @@ import psutil
 from sqlalchemy import select
 
 from audits.db import Store
-from audits.models import Finding
+from audits.models import Audit, Crawl, Finding
 from ectrust.sitefarm import SiteFarm
 from tests.conftest import DEMO_CSV
 
 PROJECT = Path(__file__).resolve().parent.parent
 
-# Audits the sites named in argv[1] (comma-separated) with warm starts, mapped to argv[2];
-# prints the audit ids and whether a fork server started the crawls.
+# Audits the sites named in argv[1] (comma-separated) with warm starts, mapped to argv[2],
+# within argv[3] seconds if given; prints the audit ids and whether a fork server started
+# the crawls.
 WARM_AUDIT = """
 import json, sys
 from multiprocessing import forkserver
@@ -35,7 +36,8 @@ from ectrust.pipeline import CrawlOptions, run_audits
 
 warmstart.enable()
 settings = Settings.from_env()
-options = CrawlOptions(max_pages=8, connect_to=[sys.argv[2]], render="never",
+limit = float(sys.argv[3]) if len(sys.argv) > 3 else None
+options = CrawlOptions(max_pages=8, connect_to=[sys.argv[2]], render="never", time_limit_s=limit,
                        scrapy_settings={"DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False})
 result = run_audits(Store(settings.db_url), settings, sys.argv[1].split(","), load_rules(),
                     options)
@@ -153,3 +155,59 @@ def test_a_warm_crawl_dies_with_the_process_that_asked_for_it(env, cli, tmp_path
         finally:
             if starter.poll() is None:
                 os.killpg(starter.pid, signal.SIGKILL)
+
+
+def _slow_shop(root: Path, host: str) -> None:
+    links = "".join(f'<a href="/p{i}.html">Product {i}</a> ' for i in range(20))
+    (root / host).mkdir(parents=True)
+    (root / host / "index.html").write_text(f"<html><body>{links}</body></html>")
+    for i in range(20):
+        (root / host / f"p{i}.html").write_text("<html><body>product</body></html>")
+
+
+def test_a_warm_crawl_is_stopped_at_its_time_limit_even_without_its_fork_server(
+    env, cli, db_url, tmp_path
+):
+    """The fork server killed mid-crawl (the OOM killer's likeliest pick: it holds the whole
+    preload): the crawl is not the requester's child, yet its time limit still stops it and
+    the audit is recorded, as timed out."""
+    root = tmp_path / "farm"
+    _slow_shop(root, "late.test")
+    seen: list[str] = []
+    with SiteFarm(root, on_request=lambda host, path: (seen.append(path), time.sleep(1.5))) as farm:
+        cli("sites", "add", "late.test", "--url", "http://late.test/")
+        starter = _python(
+            WARM_AUDIT,
+            "late.test",
+            f"::127.0.0.1:{farm.port}",
+            "4",
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while len(seen) < 2:
+                assert starter.poll() is None and time.monotonic() < deadline, "no crawl"
+                time.sleep(0.1)
+            tree = psutil.Process(starter.pid).children(recursive=True)
+            (server,) = [
+                p for p in tree if p.ppid() == starter.pid and "forkserver" in " ".join(p.cmdline())
+            ]
+            crawls = [p for p in tree if p.ppid() == server.pid]
+            assert crawls
+            server.kill()
+            out, _ = starter.communicate(timeout=60)
+            assert starter.returncode == 0
+            _gone, alive = psutil.wait_procs(crawls, timeout=10)
+            assert not alive
+        finally:
+            if starter.poll() is None:
+                os.killpg(starter.pid, signal.SIGKILL)
+    (audit_id,) = json.loads(out)["audit_ids"]
+    store = Store(db_url)
+    try:
+        with store.session(readonly=True) as s:
+            crawl = s.get(Crawl, s.get(Audit, audit_id).crawl_id)
+            assert crawl.status == "timed_out"
+    finally:
+        store.dispose()
