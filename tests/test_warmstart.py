@@ -4,12 +4,14 @@ real separate process, as a worker's pool process would be."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -118,45 +120,6 @@ def test_warm_and_fresh_crawls_record_the_same_findings(env, cli, db_url, demo_f
     assert len(logs) == 2 and all("Spider closed (finished)" in p.read_text() for p in logs)
 
 
-def test_a_warm_crawl_dies_with_the_process_that_asked_for_it(env, cli, tmp_path):
-    """SIGKILL to the starting process alone (not its group): the crawl it asked the fork
-    server for is not its child, yet it does not go on crawling for nobody."""
-    root = tmp_path / "farm"
-    (root / "slow.test").mkdir(parents=True)
-    links = "".join(f'<a href="/p{i}.html">Product {i}</a> ' for i in range(20))
-    (root / "slow.test" / "index.html").write_text(f"<html><body>{links}</body></html>")
-    for i in range(20):
-        (root / "slow.test" / f"p{i}.html").write_text("<html><body>product</body></html>")
-    seen: list[str] = []
-    with SiteFarm(root, on_request=lambda host, path: (seen.append(path), time.sleep(0.5))) as farm:
-        cli("sites", "add", "slow.test", "--url", "http://slow.test/")
-        starter = _python(
-            WARM_AUDIT,
-            "slow.test",
-            f"::127.0.0.1:{farm.port}",
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while len(seen) < 3:
-                assert starter.poll() is None and time.monotonic() < deadline, "no crawl"
-                time.sleep(0.1)
-            tree = psutil.Process(starter.pid).children(recursive=True)
-            crawls = [p for p in tree if p.ppid() != starter.pid]  # the fork server's
-            assert crawls, [p.cmdline() for p in tree]
-            starter.send_signal(signal.SIGKILL)
-            starter.wait()
-            _gone, alive = psutil.wait_procs(tree, timeout=15)
-            assert not alive, [p.cmdline() for p in alive]
-            requests = len(seen)
-            time.sleep(1.5)
-            assert len(seen) == requests  # nothing fetched after the end
-        finally:
-            if starter.poll() is None:
-                os.killpg(starter.pid, signal.SIGKILL)
-
-
 def _slow_shop(root: Path, host: str) -> None:
     links = "".join(f'<a href="/p{i}.html">Product {i}</a> ' for i in range(20))
     (root / host).mkdir(parents=True)
@@ -165,22 +128,21 @@ def _slow_shop(root: Path, host: str) -> None:
         (root / host / f"p{i}.html").write_text("<html><body>product</body></html>")
 
 
-def test_a_warm_crawl_is_stopped_at_its_time_limit_even_without_its_fork_server(
-    env, cli, db_url, tmp_path
-):
-    """The fork server killed mid-crawl (the OOM killer's likeliest pick: it holds the whole
-    preload): the crawl is not the requester's child, yet its time limit still stops it and
-    the audit is recorded, as timed out."""
-    root = tmp_path / "farm"
-    _slow_shop(root, "late.test")
+@contextlib.contextmanager
+def _crawling(
+    cli, root: Path, host: str, delay: float, *limit: str
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """A process auditing the slow shop ``host`` with warm starts (its own session), once
+    its crawl has fetched two pages: (the process, the paths requested so far)."""
+    _slow_shop(root, host)
     seen: list[str] = []
-    with SiteFarm(root, on_request=lambda host, path: (seen.append(path), time.sleep(1.5))) as farm:
-        cli("sites", "add", "late.test", "--url", "http://late.test/")
+    with SiteFarm(root, on_request=lambda h, path: (seen.append(path), time.sleep(delay))) as farm:
+        cli("sites", "add", host, "--url", f"http://{host}/")
         starter = _python(
             WARM_AUDIT,
-            "late.test",
+            host,
             f"::127.0.0.1:{farm.port}",
-            "4",
+            *limit,
             stdout=subprocess.PIPE,
             start_new_session=True,
         )
@@ -189,20 +151,46 @@ def test_a_warm_crawl_is_stopped_at_its_time_limit_even_without_its_fork_server(
             while len(seen) < 2:
                 assert starter.poll() is None and time.monotonic() < deadline, "no crawl"
                 time.sleep(0.1)
-            tree = psutil.Process(starter.pid).children(recursive=True)
-            (server,) = [
-                p for p in tree if p.ppid() == starter.pid and "forkserver" in " ".join(p.cmdline())
-            ]
-            crawls = [p for p in tree if p.ppid() == server.pid]
-            assert crawls
-            server.kill()
-            out, _ = starter.communicate(timeout=60)
-            assert starter.returncode == 0
-            _gone, alive = psutil.wait_procs(crawls, timeout=10)
-            assert not alive
+            yield starter, seen
         finally:
             if starter.poll() is None:
                 os.killpg(starter.pid, signal.SIGKILL)
+
+
+def test_a_warm_crawl_dies_with_the_process_that_asked_for_it(env, cli, tmp_path):
+    """SIGKILL to the starting process alone (not its group): the crawl it asked the fork
+    server for is not its child, yet it does not go on crawling for nobody."""
+    with _crawling(cli, tmp_path / "farm", "slow.test", 0.5) as (starter, seen):
+        tree = psutil.Process(starter.pid).children(recursive=True)
+        crawls = [p for p in tree if p.ppid() != starter.pid]  # the fork server's
+        assert crawls, [p.cmdline() for p in tree]
+        starter.send_signal(signal.SIGKILL)
+        starter.wait()
+        _gone, alive = psutil.wait_procs(tree, timeout=15)
+        assert not alive, [p.cmdline() for p in alive]
+        requests = len(seen)
+        time.sleep(1.5)
+        assert len(seen) == requests  # nothing fetched after the end
+
+
+def test_a_warm_crawl_is_stopped_at_its_time_limit_even_without_its_fork_server(
+    env, cli, db_url, tmp_path
+):
+    """The fork server killed mid-crawl (the OOM killer's likeliest pick: it holds the whole
+    preload): the crawl is not the requester's child, yet its time limit still stops it and
+    the audit is recorded, as timed out."""
+    with _crawling(cli, tmp_path / "farm", "late.test", 1.5, "4") as (starter, _seen):
+        tree = psutil.Process(starter.pid).children(recursive=True)
+        (server,) = [
+            p for p in tree if p.ppid() == starter.pid and "forkserver" in " ".join(p.cmdline())
+        ]
+        crawls = [p for p in tree if p.ppid() == server.pid]
+        assert crawls
+        server.kill()
+        out, _ = starter.communicate(timeout=60)
+        assert starter.returncode == 0
+        _gone, alive = psutil.wait_procs(crawls, timeout=10)
+        assert not alive
     (audit_id,) = json.loads(out)["audit_ids"]
     store = Store(db_url)
     try:
