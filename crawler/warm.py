@@ -48,8 +48,9 @@ def component_paths(settings: Any) -> list[str]:
     """The import paths of the components a crawl with ``settings`` loads."""
     paths: list[str] = []
     for name in _COMPONENT_DICTS:
-        paths.extend(p for p in settings.getdict(name) if isinstance(p, str) and "." in p)
-        paths.extend(p for p in settings.getdict(name).values() if isinstance(p, str))
+        for key, value in settings.getdict(name).items():
+            # keys: classes (middlewares, extensions); values: handler classes or orders
+            paths.extend(p for p in (key, value) if isinstance(p, str) and "." in p)
     for name in _COMPONENTS:
         value = settings.get(name)
         if isinstance(value, str) and "." in value:
